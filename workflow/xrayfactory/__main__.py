@@ -1,0 +1,3 @@
+from xrayfactory.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""X-ray physics tables: tube spectra (SpekPy) and mass attenuation of tissues (XrayDB).
+
+Compositions are mass fractions (ICRU Report 44 / NIST); densities in g/cm^3.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+COMPOSITIONS: dict[str, dict[str, float]] = {
+    "air": {"C": 0.000124, "N": 0.755268, "O": 0.231781, "Ar": 0.012827},
+    "soft_tissue": {
+        "H": 0.102,
+        "C": 0.143,
+        "N": 0.034,
+        "O": 0.708,
+        "Na": 0.002,
+        "P": 0.003,
+        "S": 0.003,
+        "Cl": 0.002,
+        "K": 0.003,
+    },
+    "bone": {
+        "H": 0.034,
+        "C": 0.155,
+        "N": 0.042,
+        "O": 0.435,
+        "Na": 0.001,
+        "Mg": 0.002,
+        "P": 0.103,
+        "S": 0.003,
+        "Ca": 0.225,
+    },
+    "titanium": {"Ti": 1.0},
+    "steel": {"Fe": 0.70, "Cr": 0.19, "Ni": 0.11},
+}
+
+DENSITY = {"air": 0.001205, "soft_tissue": 1.06, "bone": 1.92, "titanium": 4.51, "steel": 8.0}
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Energy bins (keV) and detector weights (fluence x energy, summing to 1)."""
+
+    energies_kev: np.ndarray
+    weights: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def tube_spectrum(
+    kvp: float, *, al_mm: float = 2.5, cu_mm: float = 0.0, n_bins: int = 24, anode_deg: float = 12.0
+) -> Spectrum:
+    """Tungsten-anode spectrum from SpekPy, filtered, rebinned to `n_bins` energy bins and
+    weighted for an energy-integrating detector."""
+    import spekpy  # imported here: loading its tables takes seconds
+
+    spek = spekpy.Spek(kvp=kvp, th=anode_deg)
+    spek.filter("Al", al_mm)
+    if cu_mm > 0:
+        spek.filter("Cu", cu_mm)
+    k, fluence = spek.get_spectrum()
+    edges = np.linspace(k.min(), k.max(), n_bins + 1)
+    idx = np.clip(np.digitize(k, edges) - 1, 0, n_bins - 1)
+    energy = np.bincount(idx, weights=fluence * k, minlength=n_bins)
+    counts = np.bincount(idx, weights=fluence, minlength=n_bins)
+    keep = energy > 1e-6 * energy.sum()
+    return Spectrum(energy[keep] / counts[keep], energy[keep] / energy[keep].sum())
+
+
+@functools.lru_cache(maxsize=64)
+def _mass_attenuation(material: str, energies: tuple[float, ...]) -> np.ndarray:
+    import xraydb
+
+    ev = np.asarray(energies) * 1000.0
+    return sum(w * xraydb.mu_elam(el, ev) for el, w in COMPOSITIONS[material].items())
+
+
+def mass_attenuation(materials: tuple[str, ...], energies_kev: np.ndarray) -> np.ndarray:
+    """(M, E) mass attenuation coefficients mu/rho in cm^2/g."""
+    e = tuple(float(x) for x in energies_kev)
+    return np.stack([_mass_attenuation(m, e) for m in materials])
