@@ -1,0 +1,43 @@
+"""Configuration: JSON-schema validation with defaults filled, errors that name the key."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jsonschema
+import yaml
+
+from xrayfactory.errors import InputError
+
+
+def _with_defaults(cls: type) -> type:
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = _copy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+def _copy(v: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(v))
+
+
+def validate_config(config: dict, schema_path: str | os.PathLike, *, where: str = "config") -> dict:
+    """Fill defaults into `config` in place and validate it; raise InputError naming the key."""
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for e in errors:
+            key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+            lines.append(f"key {key}: {e.message}")
+        raise InputError(where, "invalid configuration\n  " + "\n  ".join(lines))
+    return config

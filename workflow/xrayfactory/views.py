@@ -1,0 +1,56 @@
+"""Image sets of one subject: sample views, project landmarks, form images (DRR or proxy-real)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from xrayfactory.geometry import CArm, ViewSampler, project, projection_matrix, visible
+from xrayfactory.imageset import ImageSet
+
+
+def label_views(
+    carm: CArm, views: np.ndarray, anchor: np.ndarray, landmarks: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Projection matrices (N, 3, 4), 2D landmarks (N, L, 2) and visibility (N, L)."""
+    pts = np.stack(list(landmarks.values()))
+    ps = np.stack([projection_matrix(carm, v, anchor) for v in views])
+    uv, vis = [], []
+    for p in ps:
+        u, depth = project(p, pts)
+        uv.append(u)
+        vis.append(visible(carm, u, depth))
+    return ps, np.stack(uv), np.stack(vis)
+
+
+def subject_imageset(
+    subject: str,
+    landmarks: dict[str, np.ndarray],
+    carm: CArm,
+    sampler: ViewSampler,
+    n: int,
+    rng: np.random.Generator,
+    form_images: Callable[[np.ndarray], np.ndarray],
+    attrs: dict,
+) -> ImageSet:
+    """`n` views of one subject centred on its landmarks' centroid; `form_images(P)` makes the
+    (N, rows, cols) images for projection matrices P."""
+    anchor = np.stack(list(landmarks.values())).mean(axis=0)
+    views = sampler.sample(n, rng)
+    ps, uv, vis = label_views(carm, views, anchor, landmarks)
+    images = form_images(ps)
+    return ImageSet(
+        images=images,
+        landmarks=uv,
+        visible=vis,
+        projection=ps,
+        subject=np.array([subject] * n),
+        view=views,
+        attrs={
+            **attrs,
+            "landmark_names": list(landmarks),
+            "pixel_spacing_mm": carm.spacing,
+            "magnification": carm.magnification,
+        },
+    )
