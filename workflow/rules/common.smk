@@ -94,10 +94,11 @@ def imageset_shards(wildcards):
 
 def all_outputs():
     out = [
-        "results/cohort/subjects.tsv",
         "results/cohort/folds.csv",
         expand("results/cohort/qc/{subject}.png", subject=SUBJECTS),
     ]
+    if SHEET is None:
+        out.append("results/cohort/subjects.tsv")
     for arm in ("real", "drr"):
         out += expand(
             "results/imagesets/{arm}/{subject}.h5",

@@ -72,11 +72,21 @@ def material_channels(hu: torch.Tensor) -> torch.Tensor:
 
 
 def kwire_path(
-    p: np.ndarray, rows: int, cols: int, start: np.ndarray, end: np.ndarray, radius: float
+    p: np.ndarray,
+    rows: int,
+    cols: int,
+    start: np.ndarray,
+    end: np.ndarray,
+    radius: float,
+    *,
+    supersample: int = 4,
 ) -> torch.Tensor:
-    """(rows, cols) chord length (mm) of each pixel ray through a cylindrical wire."""
-    pt = torch.as_tensor(p, dtype=torch.float64)
-    source, dirs = pixel_rays(pt, rows, cols)
+    """(rows, cols) chord length (mm) through a cylindrical wire, averaged over each pixel's
+    area (`supersample`^2 rays per pixel: thin wires do not alias away)."""
+    k = supersample
+    sub = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2], [0, 0, 1.0]])
+    pt = torch.as_tensor(sub @ p, dtype=torch.float64)
+    source, dirs = pixel_rays(pt, rows * k, cols * k)
     d = dirs / dirs.norm(dim=-1, keepdim=True)
     a = torch.as_tensor(start, dtype=torch.float64)
     axis = torch.as_tensor(end, dtype=torch.float64) - a
@@ -91,7 +101,7 @@ def kwire_path(
     gap = (w0 + s[:, None] * d - t[:, None] * e).norm(dim=-1)
     chord = 2 * torch.sqrt((radius**2 - gap**2).clamp(min=0.0)) / denom.sqrt()
     chord = torch.where((t >= 0) & (t <= length), chord, torch.zeros_like(chord))
-    return chord.view(rows, cols).float()
+    return chord.view(rows, k, cols, k).mean(dim=(1, 3)).float()
 
 
 def _blur(img: torch.Tensor, sigma_px: float) -> torch.Tensor:

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from xrayfactory.config import validate_config
+from xrayfactory.errors import InputError
+
+from tests.conftest import REPO
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def test_default_config_validates_and_defaults_are_filled():
+    config = yaml.safe_load(Path(REPO / "config" / "config.yaml").read_text())
+    validate_config(config, SCHEMA)
+    assert config["drr"]["al_mm"] == 2.5  # not in config.yaml: filled from the schema
+    assert config["real"]["acquisition"]["kvp"] == 110.0
+    assert config["cohort"]["deformation"]["control_spacing_mm"] == 80.0
+
+
+def test_empty_config_gets_every_default():
+    config = validate_config({}, SCHEMA)
+    assert config["carm"]["sdd"] == 1020.0 and config["split"]["scheme"] == "kfold"
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        (
+            {"drr": {"kvpp": 90}},
+            r"key drr: Additional properties are not allowed \('kvpp' was unexpected\)",
+        ),
+        ({"drr": {"kvp": "high"}}, r"key drr.kvp: 'high' is not of type 'number'"),
+        ({"drr": {"backend": "raytracer"}}, r"key drr.backend: 'raytracer' is not one of"),
+        ({"cohort": {"n_subjects": 1}}, r"key cohort.n_subjects: 1 is less than the minimum of 2"),
+        ({"views": {"lao_deg": [1, 2, 3]}}, r"key views.lao_deg: .* is too long"),
+        ({"arms": ["real"]}, r"key \(top level\): Additional properties are not allowed"),
+    ],
+)
+def test_bad_values_name_the_key(config, message):
+    with pytest.raises(InputError, match=message):
+        validate_config(config, SCHEMA)

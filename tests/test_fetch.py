@@ -1,0 +1,58 @@
+import hashlib
+import io
+import urllib.request
+
+import pytest
+from xrayfactory.errors import InputError
+from xrayfactory.fetch import fetch
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_mirror_copy_verifies_checksum(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "a.nii.gz").write_bytes(b"payload")
+    fetch(
+        "a.nii.gz",
+        _digest(b"payload"),
+        tmp_path / "out" / "a.nii.gz",
+        mirror=str(mirror),
+        url="unused",
+    )
+    assert (tmp_path / "out" / "a.nii.gz").read_bytes() == b"payload"
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        fetch(
+            "a.nii.gz", "0" * 64, tmp_path / "out2" / "a.nii.gz", mirror=str(mirror), url="unused"
+        )
+    assert not (tmp_path / "out2" / "a.nii.gz").exists()
+
+
+def test_download_when_no_mirror(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_urlopen(url, timeout):
+        seen.append(url)
+        return io.BytesIO(b"remote bytes")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    fetch(
+        "b.nii.gz",
+        _digest(b"remote bytes"),
+        tmp_path / "b.nii.gz",
+        mirror=str(tmp_path / "absent"),
+        url="https://example.org/files/",
+    )
+    assert seen == ["https://example.org/files/b.nii.gz"]
+    assert (tmp_path / "b.nii.gz").read_bytes() == b"remote bytes"
+    with pytest.raises(InputError, match="https://example.org/files/c.nii.gz: sha256 mismatch"):
+        fetch(
+            "c.nii.gz",
+            "1" * 64,
+            tmp_path / "c.nii.gz",
+            mirror=None,
+            url="https://example.org/files",
+        )
+    assert not (tmp_path / "c.nii.gz").exists()
