@@ -62,7 +62,7 @@ def test_proxy_real_is_deterministic_bounded_and_differs_from_drr():
 
 
 def test_fewer_photons_more_noise():
-    """Quantum noise: two acquisitions differing only in their noise draw differ more at low dose."""
+    """Two acquisitions differing only in their noise draw differ more at low dose."""
     vol = _phantom()
     p = projection_matrix(CARM, np.zeros(6), np.zeros(3))[None]
 

@@ -40,7 +40,7 @@ def test_bead_centroid_matches_projected_landmark(view):
     without = renderer.render(_hu_phantom(None), p, CARM.rows, CARM.cols)[0]
     diff = with_bead - without
     mask = diff > 0.05 * diff.max()
-    lab, n = ndi.label(mask)
+    _, n = ndi.label(mask)
     assert n == 1
     row, col = ndi.center_of_mass(diff * mask)
     uv, _ = project(p[0], BEAD[None])

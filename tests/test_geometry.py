@@ -23,7 +23,7 @@ def test_angles_round_trip(lao, cran, roll):
 def test_rotation_is_orthonormal_and_ap_reads_like_a_radiograph():
     r = rotation(0, 0, 0)
     assert np.allclose(r @ r.T, np.eye(3))
-    # AP: columns towards the patient's left (-x in RAS), rows towards the feet, rays posterior->anterior
+    # AP: columns towards the patient's left (-x in RAS), rows to the feet, rays to anterior
     assert np.allclose(r, [[-1, 0, 0], [0, 0, -1], [0, 1, 0]])
 
 
