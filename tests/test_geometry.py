@@ -4,6 +4,7 @@ from xrayfactory.geometry import (
     CArm,
     ViewSampler,
     angles,
+    decompose_projection,
     project,
     projection_matrix,
     rotation,
@@ -88,3 +89,12 @@ def test_sampler_respects_ranges_and_seed():
 def test_carm_rejects_impossible_geometry():
     with pytest.raises(ValueError, match="sid"):
         CArm(sdd=500, sid=600)
+
+
+def test_decompose_projection_round_trip():
+    view = np.array([20.0, 10.0, 3.0, 5.0, 6.0, 7.0])
+    p = projection_matrix(CARM, view, ANCHOR)
+    k, r, t = decompose_projection(2.5 * p)  # any scale
+    assert np.allclose(k, CARM.intrinsic())
+    assert np.allclose(r, rotation(*view[:3]))
+    assert np.allclose(k @ np.c_[r, t], p)

@@ -108,6 +108,7 @@ class DeepDRRRenderer:
     """DeepDRR (GPU only). Needs the `gpu` extra; imported lazily."""
 
     kvp: float = 90.0
+    step_mm: float = 0.5
 
     def render(self, ct: Volume, projections: np.ndarray, rows: int, cols: int) -> np.ndarray:
         from xrayfactory.deepdrr_backend import render_deepdrr

@@ -95,6 +95,19 @@ def source_position(p: np.ndarray) -> np.ndarray:
     return -np.linalg.solve(p[:, :3], p[:, 3])
 
 
+def decompose_projection(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P -> (K, R, t) with P = K [R | t] (up to scale), K upper triangular with positive
+    diagonal and K[2, 2] = 1. R may be a reflection (det -1), as for radiographs read as
+    seen from the detector side."""
+    from scipy.linalg import rq
+
+    k, r = rq(p[:, :3])
+    signs = np.diag(np.sign(np.diag(k)))
+    k, r = k @ signs, signs @ r
+    t = np.linalg.solve(k, p[:, 3])
+    return k / k[2, 2], r, t
+
+
 def project(p: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World points (N, 3) -> pixel (col, row) (N, 2) and depth along the principal ray (N,)."""
     h = np.c_[np.asarray(points, float), np.ones(len(points))] @ p.T
