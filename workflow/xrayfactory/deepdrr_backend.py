@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 SPECTRA = {60.0: "60KV_AL35", 90.0: "90KV_AL40", 120.0: "120KV_AL43"}
 
 
-def _camera(p: np.ndarray, rows: int, cols: int):  # noqa: ANN202
+def _camera(p: np.ndarray, rows: int, cols: int):
     """(deepdrr CameraProjection, whether the rendered image must be flipped left-right)."""
     from deepdrr import geo
 
@@ -53,22 +53,31 @@ def render_deepdrr(
     }
     density = np.clip(1.0 + hu / 1000.0, 0.0, None).astype(np.float32)
     volume = deepdrr.Volume(
-        density, materials, anatomical_from_IJK=geo.FrameTransform(ct.affine),
+        density,
+        materials,
+        anatomical_from_IJK=geo.FrameTransform(ct.affine),
         anatomical_coordinate_system="RAS",
     )
     spectrum = SPECTRA[min(SPECTRA, key=lambda kv: abs(kv - opts.kvp))]
     cams = [_camera(p, rows, cols) for p in np.asarray(projections).reshape(-1, 3, 4)]
     intrinsic = cams[0][0].intrinsic
     # DeepDRR marches rays up to 4x `source_to_detector_distance`: bound it by the volume.
-    corners = ct.voxel_to_world(np.array(np.meshgrid(*[[0, s - 1] for s in ct.shape])).reshape(3, -1).T)
+    corners = ct.voxel_to_world(
+        np.array(np.meshgrid(*[[0, s - 1] for s in ct.shape])).reshape(3, -1).T
+    )
     reach = max(
         float(np.linalg.norm(corners - source_position(p), axis=1).max())
         for p in np.asarray(projections).reshape(-1, 3, 4)
     )
     out = np.empty((len(cams), rows, cols), np.float32)
     with deepdrr.Projector(
-        volume, camera_intrinsics=intrinsic, step=opts.step_mm, spectrum=spectrum,
-        neglog=False, add_noise=False, source_to_detector_distance=reach,
+        volume,
+        camera_intrinsics=intrinsic,
+        step=opts.step_mm,
+        spectrum=spectrum,
+        neglog=False,
+        add_noise=False,
+        source_to_detector_distance=reach,
     ) as projector:
         for i, (cam, flip) in enumerate(cams):
             intensity = np.asarray(projector.project(cam), np.float32)

@@ -71,7 +71,7 @@ class TorchRenderer:
     oversample: int = 1
     device: str = "auto"
     views_per_batch: int = 16
-    max_samples: int = 1 << 24
+    max_samples: int = 1 << 22
 
     def render(self, ct: Volume, projections: np.ndarray, rows: int, cols: int) -> np.ndarray:
         dev = pick_device(self.device)

@@ -56,7 +56,7 @@ def line_integrals(
     cols: int,
     *,
     oversample: int = 1,
-    max_samples: int = 1 << 24,
+    max_samples: int = 1 << 22,
 ) -> torch.Tensor:
     """Integrate (C, I, J, K) `channels` (per mm) along every ray: returns (V, C, rows, cols),
     in channel units x mm. `affine` maps voxel indices to world mm; `projections` is (V, 3, 4)."""
@@ -82,23 +82,29 @@ def line_integrals(
         da = torch.where(da.abs() < 1e-12, torch.full_like(da, 1e-12), da)
         # mm of ray per unit step of the stepping axis, divided by the sub-slice density
         step_mm = dirs.norm(dim=-1) / da.abs() / oversample
-        # normalised (x, y) in each slice: x runs along other[1], y along other[0]
+        # normalised (x, y) in each slice (x along other[1], y along other[0]) is affine in the
+        # slice position: xy = base + (pos - s_a) * slope, per pixel
         norm = torch.tensor(
             [2.0 / max(shape[other[1]] - 1, 1), 2.0 / max(shape[other[0]] - 1, 1)],
             dtype=torch.float64,
             device=dev,
         )
-        dcd = d_vox[:, [other[1], other[0]]]
-        scd = s_vox[[other[1], other[0]]]
+        base = (s_vox[[other[1], other[0]]] * norm - 1.0).to(stack.dtype)
+        slope = (d_vox[:, [other[1], other[0]]] / da[:, None] * norm).to(stack.dtype)
+        sign = torch.sign(da).to(stack.dtype)
+        offsets = (pos - s_vox[axis]).to(stack.dtype)
         chunk = max(1, max_samples // (rows * cols))
         for start in range(0, len(pos), chunk):
-            sl = slice(start, start + chunk)
-            t = (pos[sl, None] - s_vox[axis]) / da[None, :]  # (S, HW)
-            xy = (scd + t[..., None] * dcd) * norm - 1.0
-            xy = torch.where((t > 0)[..., None], xy, torch.full_like(xy, 3.0))  # behind source
-            grid = xy.to(stack.dtype).view(-1, rows, cols, 2)
+            off = offsets[start : start + chunk]
+            xy = base + off[:, None, None] * slope[None]
+            behind = (off[:, None] * sign[None]) <= 0  # slice behind the source for this ray
+            xy.masked_fill_(behind[..., None], 3.0)
             vals = F.grid_sample(
-                stack[sl], grid, mode="bilinear", padding_mode="zeros", align_corners=True
+                stack[start : start + chunk],
+                xy.view(-1, rows, cols, 2),
+                mode="bilinear",
+                padding_mode="zeros",
+                align_corners=True,
             )
             out[v] += vals.sum(0).flatten(1)
         out[v] *= step_mm.to(out.dtype)
