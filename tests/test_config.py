@@ -40,3 +40,18 @@ def test_empty_config_gets_every_default():
 def test_bad_values_name_the_key(config, message):
     with pytest.raises(InputError, match=message):
         validate_config(config, SCHEMA)
+
+
+def _leaf_keys(schema: dict, prefix: str = "") -> list[str]:
+    out = []
+    for name, sub in schema.get("properties", {}).items():
+        key = f"{prefix}{name}"
+        out += _leaf_keys(sub, f"{key}.") if "properties" in sub else [key]
+    return out
+
+
+def test_every_key_is_documented():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    doc = (REPO / "config" / "README.md").read_text()
+    missing = [k for k in _leaf_keys(schema) if f"`{k}`" not in doc]
+    assert not missing, f"undocumented config keys: {missing}"
