@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from xrayfactory.acquisition import AcquisitionParams, ProxyRealAcquisition, kwire_path
 from xrayfactory.drr import TorchRenderer
 from xrayfactory.geometry import CArm, projection_matrix
@@ -90,3 +91,17 @@ def test_fewer_photons_more_noise():
         return float(np.std((a - b)[16:48, 16:48]))
 
     assert noise(1.0) > 3 * noise(1e5) > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_cpu():
+    vol = _phantom()
+    p = projection_matrix(CARM, np.array([20.0, 5, 0, 0, 0, 0]), np.zeros(3))[None]
+
+    def run(device: str) -> np.ndarray:
+        params = AcquisitionParams(device=device, photons_per_mm2=1e9, electronic_noise=0.0)
+        return ProxyRealAcquisition(params).acquire(vol, p, CARM.rows, CARM.cols, CARM.spacing,
+                                                    np.zeros((1, 3)), np.random.default_rng(4))
+
+    assert np.allclose(run("cpu"), run("cuda"), atol=2e-2)

@@ -101,6 +101,20 @@ def test_renderer_selection_errors():
         assert isinstance(make_renderer("auto"), TorchRenderer)
 
 
+def test_deepdrr_camera_conversion_reproduces_our_images():
+    """DeepDRR needs det R = +1: rendering the converted camera and flipping gives our image."""
+    from xrayfactory.deepdrr_backend import proper_camera
+
+    vol = _hu_phantom(BEAD)
+    p = projection_matrix(CARM, np.array([25.0, -10, 4, 5, 0, 3]), np.zeros(3))
+    k, r, t, flip = proper_camera(p, CARM.cols)
+    assert flip and np.isclose(np.linalg.det(r), 1.0)
+    renderer = TorchRenderer(device="cpu")
+    ours = renderer.render(vol, p[None], CARM.rows, CARM.cols)[0]
+    theirs = renderer.render(vol, (k @ np.c_[r, t])[None], CARM.rows, CARM.cols)[0]
+    assert np.allclose(theirs[:, ::-1], ours, atol=1e-4)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_matches_cpu():

@@ -22,17 +22,24 @@ if TYPE_CHECKING:
 SPECTRA = {60.0: "60KV_AL35", 90.0: "90KV_AL40", 120.0: "120KV_AL43"}
 
 
-def _camera(p: np.ndarray, rows: int, cols: int):
-    """(deepdrr CameraProjection, whether the rendered image must be flipped left-right)."""
-    from deepdrr import geo
-
+def proper_camera(p: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(K, R, t, flip) with det R = +1 such that the image of K [R | t], flipped left-right when
+    `flip`, equals the image of P."""
     k, r, t = decompose_projection(p)
-    flip = np.linalg.det(r) < 0
+    flip = bool(np.linalg.det(r) < 0)
     if flip:
         mirror = np.diag([-1.0, 1.0, 1.0])
         r, t = mirror @ r, mirror @ t
         k = k.copy()
         k[0, 2] = cols - 1 - k[0, 2]
+    return k, r, t, flip
+
+
+def _camera(p: np.ndarray, rows: int, cols: int):
+    """(deepdrr CameraProjection, whether the rendered image must be flipped left-right)."""
+    from deepdrr import geo
+
+    k, r, t, flip = proper_camera(p, cols)
     extrinsic = np.eye(4)
     extrinsic[:3, :3], extrinsic[:3, 3] = r, t
     intrinsic = geo.CameraIntrinsicTransform(k, sensor_height=rows, sensor_width=cols)

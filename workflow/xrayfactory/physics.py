@@ -6,9 +6,15 @@ Compositions are mass fractions (ICRU Report 44 / NIST); densities in g/cm^3.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from xrayfactory.atomic import atomic_path
 
 COMPOSITIONS: dict[str, dict[str, float]] = {
     "air": {"C": 0.000124, "N": 0.755268, "O": 0.231781, "Ar": 0.012827},
@@ -49,12 +55,45 @@ class Spectrum:
     weights: np.ndarray
 
 
+def cache_dir() -> Path:
+    """Where computed spectra are kept: $XRAYFACTORY_CACHE, else $XDG_CACHE_HOME/xrayfactory."""
+    if "XRAYFACTORY_CACHE" in os.environ:
+        return Path(os.environ["XRAYFACTORY_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xrayfactory"
+
+
 @functools.lru_cache(maxsize=16)
 def tube_spectrum(
     kvp: float, *, al_mm: float = 2.5, cu_mm: float = 0.0, n_bins: int = 24, anode_deg: float = 12.0
 ) -> Spectrum:
     """Tungsten-anode spectrum from SpekPy, filtered, rebinned to `n_bins` energy bins and
-    weighted for an energy-integrating detector."""
+    weighted for an energy-integrating detector. Cached on disk (SpekPy takes seconds to load)."""
+    key = json.dumps([float(kvp), float(al_mm), float(cu_mm), int(n_bins), float(anode_deg)])
+    path = cache_dir() / "spectra" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached["key"] == key:
+            return Spectrum(np.array(cached["energies_kev"]), np.array(cached["weights"]))
+    spectrum = _spekpy_spectrum(kvp, al_mm, cu_mm, n_bins, anode_deg)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "key": key,
+                        "energies_kev": spectrum.energies_kev.tolist(),
+                        "weights": spectrum.weights.tolist(),
+                    }
+                )
+            )
+    except OSError:
+        pass  # a read-only cache only costs time
+    return spectrum
+
+
+def _spekpy_spectrum(
+    kvp: float, al_mm: float, cu_mm: float, n_bins: int, anode_deg: float
+) -> Spectrum:
     import spekpy  # imported here: loading its tables takes seconds
 
     spek = spekpy.Spek(kvp=kvp, th=anode_deg)
