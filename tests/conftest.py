@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from xrayfactory.volumes import Volume, load_ct, load_segmentation
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import sphere_volume
 from xrayfactory.acquisition import AcquisitionParams, ProxyRealAcquisition, kwire_path
 from xrayfactory.drr import TorchRenderer
 from xrayfactory.geometry import CArm, projection_matrix
-
-from tests.conftest import sphere_volume
 
 CARM = CArm(pixel_spacing=0.3, downsample=24)  # 64 x 64
 
@@ -101,7 +101,8 @@ def test_gpu_matches_cpu():
 
     def run(device: str) -> np.ndarray:
         params = AcquisitionParams(device=device, photons_per_mm2=1e9, electronic_noise=0.0)
-        return ProxyRealAcquisition(params).acquire(vol, p, CARM.rows, CARM.cols, CARM.spacing,
-                                                    np.zeros((1, 3)), np.random.default_rng(4))
+        return ProxyRealAcquisition(params).acquire(
+            vol, p, CARM.rows, CARM.cols, CARM.spacing, np.zeros((1, 3)), np.random.default_rng(4)
+        )
 
     assert np.allclose(run("cpu"), run("cuda"), atol=2e-2)

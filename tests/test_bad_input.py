@@ -8,10 +8,10 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-from xrayfactory.errors import InputError
-from xrayfactory.volumes import load_ct, load_segmentation
 
 from tests.conftest import CT_PATH, LABELS, NAMES, SEG_PATH
+from xrayfactory.errors import InputError
+from xrayfactory.volumes import load_ct, load_segmentation
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

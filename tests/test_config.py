@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from xrayfactory.config import validate_config
-from xrayfactory.errors import InputError
 
 from tests.conftest import REPO
+from xrayfactory.config import validate_config
+from xrayfactory.errors import InputError
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 

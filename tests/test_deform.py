@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
+
+from tests.conftest import LABELS
 from xrayfactory.cohort import rng_for
 from xrayfactory.deform import DeformationParams, Warp, deform_subject
 from xrayfactory.landmarks import derive_landmarks
-
-from tests.conftest import LABELS
 
 CENTROID_LIKE = ["FH-l", "FH-r", "L5"]
 

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
+
+from tests.conftest import sphere_volume
 from xrayfactory.drr import TorchRenderer, make_renderer
 from xrayfactory.geometry import CArm, project, projection_matrix
 from xrayfactory.raycast import line_integrals
 from xrayfactory.volumes import Volume
-
-from tests.conftest import sphere_volume
 
 CARM = CArm(pixel_spacing=0.3, downsample=12)  # 128 x 128, 3.6 mm pixels
 BEAD = np.array([12.0, -8.0, 20.0])  # a "landmark" in world mm

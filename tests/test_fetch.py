@@ -3,6 +3,7 @@ import io
 import urllib.request
 
 import pytest
+
 from xrayfactory.errors import InputError
 from xrayfactory.fetch import fetch
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from xrayfactory.errors import InputError
 from xrayfactory.imageset import ImageSet, concatenate, read_imageset, write_imageset
 

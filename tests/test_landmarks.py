@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
+
+from tests.conftest import LABELS, NAMES
 from xrayfactory.errors import InputError
 from xrayfactory.landmarks import derive_landmarks, load_landmarks, save_landmarks
 from xrayfactory.volumes import Volume
-
-from tests.conftest import LABELS, NAMES
 
 
 def test_demo_landmarks_are_anatomically_placed(demo_ct):
