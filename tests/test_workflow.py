@@ -4,6 +4,7 @@ and a user cohort sheet plugging in without code."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,15 @@ TINY = {
     "carm": {"pixel_spacing": 0.28, "downsample": 48},
     "drr": {"images_per_subject": 3},
     "real": {"images_per_subject": 2},
+    "detector": {
+        "train_images": 4,
+        "image_size": 16,
+        "sigma_px": 1.0,
+        "channels": [4, 8],
+        "res_units": 0,
+        "batch_size": 2,
+        "epochs": 2,
+    },
     "device": "cpu",
 }
 
@@ -96,7 +106,32 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
             assert f.attrs["arm"] == arm and bool(f.attrs["proxy"]) == (arm == "real")
         assert (res / "qc" / f"imageset_{arm}.png").stat().st_size > 1000
     assert (res / "cohort" / "qc" / "demo02.png").exists()
+    metrics = pd.read_csv(res / "report" / "metrics.csv")
+    assert metrics.arm.tolist() == ["baseline", "real", "drr"]
+    assert (metrics.n_images == 6).all() and set(metrics.test_data) == {
+        "proxy-real (demo acquisition model)"
+    }
+    for name in (
+        "metrics.md",
+        "metrics.tex",
+        "per_landmark.csv",
+        "cumulative_error.png",
+        "per_landmark.png",
+        "examples.png",
+    ):
+        assert (res / "report" / name).stat().st_size > 100, name
+    assert "proxy-real" in (res / "report" / "metrics.md").read_text()
     assert planned_jobs(workdir) == {}  # up to date
+
+    # regenerate from cache: without the report, only the report is planned
+    shutil.rmtree(res / "report")
+    assert planned_jobs(workdir) == {"report": 1, "all": 1}
+    r = _run(workdir, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert pd.read_csv(res / "report" / "metrics.csv").equals(metrics)
+    r = _run(workdir, "--report", str(workdir / "report.html"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (workdir / "report.html").stat().st_size > 10_000
 
     # a user's cohort in the same layout plugs in through the config alone
     user = _workdir(
@@ -105,4 +140,4 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
     )
     jobs = planned_jobs(user)
     assert "demo_subject" not in jobs and "fetch_demo_data" not in jobs
-    assert jobs["render_imageset"] == 6 and jobs["subject_qc"] == 3
+    assert jobs["render_imageset"] == 6 and jobs["subject_qc"] == 3 and jobs["report"] == 1

@@ -92,6 +92,25 @@ def imageset_shards(wildcards):
     )
 
 
+FOLD_IDS = sorted(FOLDS.fold.unique().tolist())
+ARMS = config["detector"]["arms"]
+
+
+def prediction_files():
+    """Every per-run prediction file the report rests on (arms + baseline, folds x seeds)."""
+    return expand(
+        "results/predictions/{arm}/fold{fold}_seed{seed}.csv",
+        arm=["baseline", *ARMS],
+        fold=FOLD_IDS,
+        seed=config["detector"]["seeds"],
+    )
+
+
+def output_dir(wildcards, output):
+    """Params function: the folder of a rule's first output."""
+    return str(Path(output[0]).parent)
+
+
 def all_outputs():
     out = [
         "results/cohort/folds.csv",
@@ -106,4 +125,10 @@ def all_outputs():
             subject=imageset_subjects(arm),
         )
         out.append(f"results/qc/imageset_{arm}.png")
+    out += ["results/report/metrics.csv", "results/report/examples.png"]
     return out
+
+
+wildcard_constraints:
+    fold=r"\d+",
+    seed=r"\d+",

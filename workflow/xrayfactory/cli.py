@@ -157,6 +157,168 @@ def cmd_qc_imageset(a: argparse.Namespace) -> None:
     imageset_grid(s, f"arm {s.attrs.get('arm')}: {len(s)} images{proxy}", a.out)
 
 
+def _detector_settings(s: dict, seed: int):
+    from xrayfactory.detector import DetectorSettings
+
+    fields = {k: v for k, v in s.items() if k in DetectorSettings.__dataclass_fields__}
+    fields["channels"] = tuple(fields.get("channels", DetectorSettings.channels))
+    return DetectorSettings(**fields, seed=seed)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from xrayfactory.detector import preprocess, train
+    from xrayfactory.splits import fold_subjects, load_arm, training_set
+
+    s = a.settings
+    settings = _detector_settings(s["detector"], a.seed)
+    train_subjects, _ = fold_subjects(a.folds, a.fold)
+    pool = load_arm(a.shards)
+    chosen = training_set(
+        pool,
+        train_subjects,
+        s["detector"]["train_images"],
+        (a.seed, "select", a.arm, a.fold),
+        f"arm {a.arm}, fold {a.fold}",
+    )
+    names = list(chosen.attrs["landmark_names"])
+    data = preprocess(chosen.images, chosen.landmarks, chosen.visible, settings.image_size)
+    meta = {"arm": a.arm, "fold": a.fold, "subjects": train_subjects, "n_images": len(chosen)}
+    log.info(
+        "training the %s detector of fold %d (seed %d) on %d images",
+        a.arm,
+        a.fold,
+        a.seed,
+        len(chosen),
+    )
+    train(data, names, settings, Path(a.out), meta=meta)
+
+
+def _prediction_rows(arm: str, fold: int, seed: int, test, ids, pts, scores, found) -> pd.DataFrame:  # noqa: F821
+    import pandas as pd
+
+    names = list(test.attrs["landmark_names"])
+    n, n_lm = test.visible.shape
+    return pd.DataFrame(
+        {
+            "arm": arm,
+            "fold": fold,
+            "seed": seed,
+            "image_id": np.repeat(ids, n_lm),
+            "subject": np.repeat(test.subject, n_lm),
+            "landmark": np.tile(names, n),
+            "gt_col": test.landmarks[..., 0].ravel(),
+            "gt_row": test.landmarks[..., 1].ravel(),
+            "visible": test.visible.ravel(),
+            "pred_col": pts[..., 0].ravel(),
+            "pred_row": pts[..., 1].ravel(),
+            "score": scores.ravel(),
+            "found": found.ravel(),
+            "pixel_spacing_mm": test.attrs["pixel_spacing_mm"],
+            "magnification": test.attrs["magnification"],
+        }
+    )
+
+
+def _write_csv(df, path: str) -> None:
+    from xrayfactory.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from xrayfactory.detector import Detector
+    from xrayfactory.splits import fold_subjects, held_out_set, load_arm
+
+    _, test_subjects = fold_subjects(a.folds, a.fold)
+    test, ids = held_out_set(load_arm(a.shards), test_subjects, f"fold {a.fold}")
+    det = Detector(a.model)
+    det.check_compatible(list(test.attrs["landmark_names"]), a.image_size)
+    if det.meta.get("fold") != a.fold:
+        raise InputError(
+            a.model, f"trained for fold {det.meta.get('fold')}, evaluated on fold {a.fold}"
+        )
+    pts, scores, found = det.predict(test.images)
+    _write_csv(_prediction_rows(a.arm, a.fold, a.seed, test, ids, pts, scores, found), a.out)
+
+
+def cmd_baseline(a: argparse.Namespace) -> None:
+    from xrayfactory.splits import fold_subjects, held_out_set, load_arm, training_set
+
+    train_subjects, test_subjects = fold_subjects(a.folds, a.fold)
+    pool = load_arm(a.shards)
+    chosen = training_set(
+        pool,
+        train_subjects,
+        a.n_images,
+        (a.seed, "select", "real", a.fold),
+        f"baseline, fold {a.fold}",
+    )
+    test, ids = held_out_set(pool, test_subjects, f"fold {a.fold}")
+    vis = chosen.visible[..., None]
+    mean = (chosen.landmarks * vis).sum(0) / np.maximum(vis.sum(0), 1)
+    pts = np.broadcast_to(mean, test.landmarks.shape)
+    found = np.broadcast_to(chosen.visible.mean(0) > 0.5, test.visible.shape)
+    _write_csv(
+        _prediction_rows(a.arm, a.fold, a.seed, test, ids, pts, found.astype(float), found), a.out
+    )
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    from xrayfactory.report import write_report
+    from xrayfactory.splits import load_arm
+
+    table = write_report(
+        a.predictions, load_arm(a.test_shards), a.out_dir, a.settings["thresholds_mm"]
+    )
+    for r in table.itertuples():
+        log.info(
+            "%-9s mean %.2f mm (median %.2f), detection %.2f",
+            r.arm,
+            r.mean_mm,
+            r.median_mm,
+            r.detection_rate,
+        )
+
+
+def cmd_predict(a: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from xrayfactory.atomic import atomic_path
+    from xrayfactory.detector import Detector
+    from xrayfactory.radiographs import read_radiograph
+
+    det = Detector(a.model)
+    images = [(p, read_radiograph(p)) for p in a.images]  # read all first: fail before writing
+    out = Path(a.out_dir)
+    rows = []
+    for path, img in images:
+        pts, scores, found = det.predict(img[None])
+        for name, (c, r), sc, f in zip(det.names, pts[0], scores[0], found[0], strict=True):
+            rows.append(
+                {"image": str(path), "landmark": name, "col": c, "row": r, "score": sc, "found": f}
+            )
+        fig, ax = plt.subplots(figsize=(5, 5 * img.shape[0] / img.shape[1]))
+        ax.imshow(img, cmap="gray")
+        ok = found[0]
+        ax.scatter(pts[0, ok, 0], pts[0, ok, 1], c="red", s=14)
+        for name, (c, r) in zip(np.array(det.names)[ok], pts[0, ok], strict=True):
+            ax.annotate(
+                name, (c, r), color="yellow", fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+        ax.axis("off")
+        with atomic_path(out / f"{Path(path).stem}_landmarks.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    with atomic_path(out / "landmarks.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    log.info("%d image(s): landmarks in %s", len(images), out / "landmarks.csv")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xrayfactory", description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -245,6 +407,58 @@ def _parser() -> argparse.ArgumentParser:
         "QC grid of an image set",
         ("--out", req),
         ("shards", {"nargs": "+"}),
+    )
+    run = [
+        ("--arm", req),
+        ("--fold", {"type": int, "required": True}),
+        ("--seed", {"type": int, "required": True}),
+        ("--folds", req),
+    ]
+    shards = ("shards", {"nargs": "+"})
+    add(
+        "train",
+        cmd_train,
+        "train one detector (arm, fold, seed)",
+        *run,
+        ("--out", req),
+        settings,
+        shards,
+    )
+    add(
+        "evaluate",
+        cmd_evaluate,
+        "predict a fold's test images with a trained detector",
+        *run,
+        ("--model", req),
+        ("--image-size", {"type": int, "required": True}),
+        ("--out", req),
+        shards,
+    )
+    add(
+        "baseline",
+        cmd_baseline,
+        "mean-position baseline of a fold",
+        *run,
+        ("--n-images", {"type": int, "required": True}),
+        ("--out", req),
+        shards,
+    )
+    add(
+        "report",
+        cmd_report,
+        "tables and figures from prediction files",
+        ("--out-dir", req),
+        ("--test-shards", many),
+        ("--predictions", many),
+        settings,
+    )
+    add(
+        "predict",
+        cmd_predict,
+        "detect landmarks on DICOM / PNG / JPEG / TIFF X-rays",
+        ("--model", req),
+        ("--out-dir", req),
+        ("images", {"nargs": "+"}),
     )
     return p
 

@@ -1,0 +1,209 @@
+"""Detector training as users need it on clusters: determinism, SIGTERM + resume, compatibility
+checks, and the predict CLI on real radiographs (ingestion only)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import SHARED
+from xrayfactory.cohort import folds
+from xrayfactory.imageset import ImageSet, write_imageset
+
+SIZE = 32
+SETTINGS = {
+    "train_images": 8,
+    "image_size": SIZE,
+    "sigma_px": 1.5,
+    "channels": [4, 8],
+    "res_units": 0,
+    "learning_rate": 0.01,
+    "batch_size": 4,
+    "epochs": 80,
+    "found_threshold": 0.3,
+    "augment": True,
+}
+
+
+def _shard(path: Path, subject: str, names: list[str], seed: int) -> Path:
+    """Images with a bright blob at each landmark: a detector can learn this in seconds."""
+    rng = np.random.default_rng(seed)
+    n = 6
+    lm = rng.uniform(6, SIZE - 7, (n, len(names), 2)).astype(np.float32)
+    lm[:, 0, 0] = rng.uniform(4, 13, n)  # the first landmark in the left half, the others right
+    lm[:, 1:, 0] = rng.uniform(18, 27, (n, len(names) - 1))
+    r, c = np.mgrid[0:SIZE, 0:SIZE]
+    images = np.zeros((n, SIZE, SIZE), np.float32)
+    for i in range(n):
+        for col, row in lm[i]:
+            images[i] += np.exp(-((c - col) ** 2 + (r - row) ** 2) / 4.0)
+    s = ImageSet(
+        images=images,
+        landmarks=lm,
+        visible=np.ones((n, len(names)), bool),
+        projection=np.zeros((n, 3, 4)),
+        subject=np.array([subject] * n),
+        view=np.zeros((n, 6)),
+        attrs={
+            "arm": "real",
+            "landmark_names": names,
+            "pixel_spacing_mm": 1.0,
+            "magnification": 2.0,
+            "proxy": True,
+        },
+    )
+    write_imageset(path, s)
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    names = ["A", "B"]
+    shards = [_shard(d / f"{s}.h5", s, names, i) for i, s in enumerate(["s0", "s1", "s2"])]
+    folds(["s0", "s1", "s2"], "loso", 0).to_csv(d / "folds.csv", index=False)
+    return d, shards
+
+
+def _cli(*args: str, wait: bool = True):
+    cmd = [sys.executable, "-m", "xrayfactory", "--threads", "1", *args]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
+    settings = json.dumps({"seed": 0, "device": "cpu", "detector": SETTINGS})
+    return [
+        "train",
+        "--arm",
+        "real",
+        "--fold",
+        "0",
+        "--seed",
+        "0",
+        "--folds",
+        str(d / "folds.csv"),
+        "--out",
+        str(out),
+        "--settings",
+        settings,
+        *map(str, shards),
+    ]
+
+
+def _evaluate(d: Path, shards: list[Path], model: Path, out: Path, size: int = SIZE):
+    return _cli(
+        "evaluate",
+        "--arm",
+        "real",
+        "--fold",
+        "0",
+        "--seed",
+        "0",
+        "--folds",
+        str(d / "folds.csv"),
+        "--model",
+        str(model),
+        "--image-size",
+        str(size),
+        "--out",
+        str(out),
+        *map(str, shards),
+    )
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(study):
+    d, shards = study
+    full = d / "full" / "model.pt"
+    r = _cli(*_train_args(d, shards, full))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "training:" in r.stderr and "ETA" in r.stderr  # progress with rate and ETA
+
+    out = d / "resumed" / "model.pt"
+    last = out.with_name("model.pt.last.pt")
+    proc = _cli(*_train_args(d, shards, out), wait=False)
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGTERM received" in err
+    assert last.exists() and not out.exists()
+
+    r = _cli(*_train_args(d, shards, out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stderr
+    assert not last.exists()
+    a = torch.load(full, weights_only=True)["model"]
+    b = torch.load(out, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for model, name in ((full, "full.csv"), (out, "resumed.csv")):
+        assert _evaluate(d, shards, model, d / name).returncode == 0
+    pa, pb = pd.read_csv(d / "full.csv"), pd.read_csv(d / "resumed.csv")
+    pd.testing.assert_frame_equal(pa, pb)
+    # it learned something: the blobs are found within a pixel or two
+    err = np.hypot(pa.pred_col - pa.gt_col, pa.pred_row - pa.gt_row)
+    assert np.median(err) < 2.0
+
+
+def test_checkpoint_from_another_configuration_is_refused(study, tmp_path):
+    d, shards = study
+    model = d / "full" / "model.pt"
+    if not model.exists():
+        assert _cli(*_train_args(d, shards, model)).returncode == 0
+    r = _evaluate(d, shards, model, tmp_path / "p.csv", size=64)
+    assert r.returncode == 2 and f"{model}: trained at image size 32, not 64" in r.stderr
+    other = [
+        _shard(tmp_path / f"{s}.h5", s, ["A", "C"], i) for i, s in enumerate(["s0", "s1", "s2"])
+    ]
+    r = _evaluate(d, other, model, tmp_path / "p.csv")
+    assert r.returncode == 2 and "trained for landmarks ['A', 'B'], not ['A', 'C']" in r.stderr
+    assert not (tmp_path / "p.csv").exists()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = _evaluate(d, shards, bad, tmp_path / "p.csv")
+    assert r.returncode == 2 and f"{bad}: not a readable detector checkpoint" in r.stderr
+
+
+DDH = SHARED / "data" / "ddh-xray"
+
+
+@pytest.mark.skipif(not DDH.exists(), reason="ddh-xray radiographs not available")
+def test_predict_cli_on_real_radiographs(study, tmp_path):
+    d, shards = study
+    model = d / "full" / "model.pt"
+    if not model.exists():
+        assert _cli(*_train_args(d, shards, model)).returncode == 0
+    images = sorted((DDH / "dicom").glob("*.dcm"))[:2] + sorted((DDH / "jpg").glob("*.jpg"))[:2]
+    r = _cli(
+        "predict", "--model", str(model), "--out-dir", str(tmp_path / "out"), *map(str, images)
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "out" / "landmarks.csv")
+    assert len(table) == 4 * 2 and set(table.landmark) == {"A", "B"}
+    assert table.col.between(-1, 400).all() and table.row.between(-1, 400).all()
+    for p in images:
+        assert (tmp_path / "out" / f"{p.stem}_landmarks.png").stat().st_size > 1000
+
+
+def test_predict_refuses_an_unreadable_image(study, tmp_path):
+    d, shards = study
+    model = d / "full" / "model.pt"
+    if not model.exists():
+        assert _cli(*_train_args(d, shards, model)).returncode == 0
+    bad = tmp_path / "broken.dcm"
+    bad.write_text("this is not DICOM")
+    r = _cli("predict", "--model", str(model), "--out-dir", str(tmp_path / "out"), str(bad))
+    assert r.returncode == 2 and f"{bad}: not a readable X-ray image" in r.stderr
+    assert not (tmp_path / "out" / "landmarks.csv").exists()

@@ -1,0 +1,56 @@
+# The study's tables and figures. Inputs are the per-run prediction files and the cached test
+# images only: deleting results/report/ or changing report code reruns this rule alone.
+
+
+rule report:
+    input:
+        predictions=prediction_files(),
+        test_shards=expand("results/imagesets/real/{subject}.h5", subject=SUBJECTS),
+    output:
+        metrics=report(
+            "results/report/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Study",
+            labels={"type": "table", "name": "metrics per arm"},
+        ),
+        markdown="results/report/metrics.md",
+        latex="results/report/metrics.tex",
+        per_landmark=report(
+            "results/report/per_landmark.csv",
+            caption="../report/per_landmark.rst",
+            category="Study",
+            labels={"type": "table", "name": "per landmark"},
+        ),
+        cumulative=report(
+            "results/report/cumulative_error.png",
+            caption="../report/cumulative_error.rst",
+            category="Study",
+            labels={"type": "figure", "name": "cumulative error"},
+        ),
+        bars=report(
+            "results/report/per_landmark.png",
+            caption="../report/per_landmark_bars.rst",
+            category="Study",
+            labels={"type": "figure", "name": "per-landmark error"},
+        ),
+        examples=report(
+            "results/report/examples.png",
+            caption="../report/examples.rst",
+            category="Study",
+            labels={"type": "figure", "name": "test images"},
+        ),
+    log:
+        "logs/report/report.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        out_dir=output_dir,
+        settings=settings(**config["evaluation"]),
+    shell:
+        "python -m xrayfactory report --out-dir {params.out_dir}"
+        " --test-shards {input.test_shards} --predictions {input.predictions}"
+        " --settings {params.settings:q} 2> {log}"

@@ -1,0 +1,249 @@
+"""The landmark detector: a MONAI U-Net that predicts one Gaussian heatmap per landmark.
+
+Identical for every arm: architecture, optimiser, schedule, augmentation and number of training
+images come from the config. Training is deterministic for a seed, checkpoints every epoch,
+saves and exits non-zero on SIGTERM, and resumes from its last checkpoint to the same result as
+an uninterrupted run (batch order and augmentation are keyed by (seed, epoch, step)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import UNet
+
+from xrayfactory.atomic import atomic_path
+from xrayfactory.augment import DomainRandomisation
+from xrayfactory.cohort import rng_for
+from xrayfactory.errors import InputError
+from xrayfactory.heatmaps import gaussian_heatmaps, peaks
+from xrayfactory.progress import Progress
+
+log = logging.getLogger("xrayfactory")
+
+PREEMPTED_EXIT = 143  # 128 + SIGTERM
+# Heatmaps are sigmoid(logits) trained with binary cross-entropy against the Gaussian targets;
+# the rare foreground pixels are up-weighted (plain MSE barely learns in a demo's budget).
+POS_WEIGHT = torch.tensor(20.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorSettings:
+    image_size: int = 128
+    sigma_px: float = 3.0
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    res_units: int = 1
+    learning_rate: float = 2e-3
+    batch_size: int = 8
+    epochs: int = 60
+    found_threshold: float = 0.3
+    augment: bool = True
+    seed: int = 0
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Batch:
+    """Preprocessed images (N, 1, S, S) in [0, 1] with landmarks in the same pixel frame."""
+
+    images: torch.Tensor
+    landmarks: torch.Tensor
+    visible: torch.Tensor
+    scale: np.ndarray = field(default_factory=lambda: np.ones(1))  # original px per model px
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """Per image: 1st..99th percentile -> [0, 1] (the same for every arm and for predict)."""
+    lo = np.percentile(images, 1, axis=(1, 2), keepdims=True)
+    hi = np.percentile(images, 99, axis=(1, 2), keepdims=True)
+    return np.clip((images - lo) / np.maximum(hi - lo, 1e-6), 0, 1).astype(np.float32)
+
+
+def preprocess(images: np.ndarray, landmarks: np.ndarray, visible: np.ndarray, size: int) -> Batch:
+    """Normalise and resize (N, H, W) images to size x size; landmarks follow."""
+    _, h, w = images.shape
+    x = torch.as_tensor(normalise(images))[:, None]
+    if (h, w) != (size, size):
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+    scale = np.array([w / size, h / size])
+    # pixel centres: model px = (orig px + 0.5) / scale - 0.5
+    lm = (torch.as_tensor(landmarks, dtype=torch.float32) + 0.5) / torch.as_tensor(
+        scale, dtype=torch.float32
+    ) - 0.5
+    return Batch(x, lm, torch.as_tensor(visible, dtype=torch.bool), scale)
+
+
+def build_network(n_landmarks: int, s: DetectorSettings) -> torch.nn.Module:
+    return UNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=n_landmarks,
+        channels=s.channels,
+        strides=(2,) * (len(s.channels) - 1),
+        num_res_units=s.res_units,
+    )
+
+
+class _Stop:
+    """Turns SIGTERM into a flag checked between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        log.warning("SIGTERM received: saving a checkpoint and exiting")
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._old)
+
+
+def _save(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a detector checkpoint with weights_only=True (no code is unpickled)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        raise InputError(path, f"not a readable detector checkpoint: {e}") from e
+
+
+def train(
+    data: Batch, names: list[str], settings: DetectorSettings, out: Path, *, meta: dict
+) -> None:
+    """Train and write the final checkpoint `out`; `out`.last.pt holds the resumable state."""
+    torch.manual_seed(settings.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    n = len(data.images)
+    size = settings.image_size
+    net = build_network(len(names), settings)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    steps_per_epoch = max(1, n // settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=settings.learning_rate, total_steps=total
+    )
+    last = out.with_name(out.name + ".last.pt")
+    epoch, step = 0, 0
+    if last.exists():
+        state = load_checkpoint(last)
+        if state.get("digest") == settings.digest() and state.get("meta") == meta:
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            epoch, step = state["epoch"], state["step"]
+            log.info("resuming from %s at epoch %d step %d", last, epoch, step)
+        else:
+            log.info("ignoring %s: it was made with other settings or data", last)
+    aug = DomainRandomisation() if settings.augment else None
+    targets = gaussian_heatmaps(data.landmarks, data.visible, size, size, settings.sigma_px)
+    stop = _Stop()
+    progress = Progress(total, "training", unit="steps")
+    progress.done = epoch * steps_per_epoch + step
+
+    def state() -> dict:
+        return {
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "digest": settings.digest(),
+            "meta": meta,
+        }
+
+    try:
+        net.train()
+        while epoch < settings.epochs:
+            order = rng_for(settings.seed, "order", epoch).permutation(n)
+            while step < steps_per_epoch:
+                idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+                x, y = data.images[idx], targets[idx]
+                if aug is not None:
+                    torch.manual_seed(
+                        int(rng_for(settings.seed, "aug", epoch, step).integers(2**62))
+                    )
+                    x, y = aug(x, y)
+                loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=POS_WEIGHT)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                progress.update()
+                if stop.requested:
+                    _save(last, state())
+                    raise SystemExit(PREEMPTED_EXIT)
+            epoch, step = epoch + 1, 0
+            _save(last, state())
+            log.info("epoch %d/%d loss %.4f", epoch, settings.epochs, loss.item())
+    finally:
+        stop.restore()
+    final = {"model": net.state_dict(), "names": names, "settings": asdict(settings), "meta": meta}
+    _save(out, final)
+    last.unlink(missing_ok=True)
+
+
+class Detector:
+    """A trained detector loaded from its checkpoint."""
+
+    def __init__(self, path: str | os.PathLike):
+        ckpt = load_checkpoint(path)
+        if not {"model", "names", "settings"} <= set(ckpt):
+            raise InputError(path, "not a final detector checkpoint (missing model/names/settings)")
+        self.path = str(path)
+        self.names: list[str] = list(ckpt["names"])
+        s = dict(ckpt["settings"])
+        s["channels"] = tuple(s["channels"])
+        self.settings = DetectorSettings(**s)
+        self.meta = ckpt.get("meta", {})
+        self.net = build_network(len(self.names), self.settings)
+        self.net.load_state_dict(ckpt["model"])
+        self.net.eval()
+
+    def check_compatible(self, names: list[str], image_size: int) -> None:
+        """Refuse a checkpoint trained for other landmarks or another input size."""
+        if names != self.names:
+            raise InputError(self.path, f"trained for landmarks {self.names}, not {names}")
+        if image_size != self.settings.image_size:
+            raise InputError(
+                self.path, f"trained at image size {self.settings.image_size}, not {image_size}"
+            )
+
+    @torch.no_grad()
+    def predict(
+        self, images: np.ndarray, batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, H, W) images -> landmarks (N, L, 2) in their pixels, peak scores and found (N, L)."""
+        n = len(images)
+        dummy = np.zeros((n, len(self.names), 2))
+        batch = preprocess(
+            images, dummy, np.zeros((n, len(self.names)), bool), self.settings.image_size
+        )
+        xy, score = [], []
+        for start in range(0, n, batch_size):
+            p, v = peaks(torch.sigmoid(self.net(batch.images[start : start + batch_size])))
+            xy.append(p)
+            score.append(v)
+        pts = torch.cat(xy).numpy()
+        pts = (pts + 0.5) * batch.scale - 0.5
+        scores = torch.cat(score).numpy()
+        return pts, scores, scores > self.settings.found_threshold

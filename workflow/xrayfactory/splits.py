@@ -1,0 +1,54 @@
+"""Per-fold training and test sets drawn from an arm's image-set shards."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from xrayfactory.cohort import rng_for
+from xrayfactory.errors import InputError
+from xrayfactory.imageset import DATASETS, ImageSet, concatenate, read_imageset
+
+
+def fold_subjects(folds_csv: str | os.PathLike, fold: int) -> tuple[list[str], list[str]]:
+    """(training subjects, test subjects) of one fold."""
+    df = pd.read_csv(folds_csv)
+    df = df[df.fold == fold]
+    if df.empty:
+        raise InputError(folds_csv, f"fold {fold} does not exist")
+    return sorted(df.loc[df.role == "train", "subject"]), sorted(
+        df.loc[df.role == "test", "subject"]
+    )
+
+
+def subset(s: ImageSet, idx: np.ndarray) -> ImageSet:
+    return ImageSet(*(getattr(s, d)[idx] for d in DATASETS), attrs=dict(s.attrs))
+
+
+def load_arm(shards: list[str]) -> ImageSet:
+    return concatenate([read_imageset(p) for p in shards], ", ".join(map(str, shards)))
+
+
+def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> ImageSet:
+    """Exactly `n` images of the training subjects (the same count for every arm)."""
+    pool = np.flatnonzero(np.isin(s.subject, subjects))
+    if len(pool) < n:
+        raise InputError(
+            where,
+            f"{len(pool)} training images for subjects {subjects}, "
+            f"fewer than detector.train_images = {n}",
+        )
+    chosen = np.sort(rng_for(*rng_key).choice(pool, size=n, replace=False))
+    return subset(s, chosen)
+
+
+def held_out_set(s: ImageSet, subjects: list[str], where: str) -> tuple[ImageSet, np.ndarray]:
+    """All images of the test subjects and their ids (subject/index within the subject)."""
+    idx = np.flatnonzero(np.isin(s.subject, subjects))
+    if len(idx) == 0:
+        raise InputError(where, f"empty test fold: no images of subjects {subjects}")
+    within = np.array([np.sum(s.subject[:i] == s.subject[i]) for i in idx])
+    ids = np.array([f"{s.subject[i]}/{k}" for i, k in zip(idx, within, strict=True)])
+    return subset(s, idx), ids
