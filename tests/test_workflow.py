@@ -68,6 +68,7 @@ def test_dag_of_the_default_configuration(tmp_path):
     config["split"] = {"scheme": "loso"}
     jobs = planned_jobs(_workdir(tmp_path, config))
     n = config["cohort"]["n_subjects"]
+    runs = len(config["detector"]["arms"]) * n * len(config["detector"]["seeds"])
     assert jobs == {
         "all": 1,
         "fetch_demo_data": 1,
@@ -78,6 +79,10 @@ def test_dag_of_the_default_configuration(tmp_path):
         "folds": 1,
         "render_imageset": 2 * n,
         "imageset_qc": 2,
+        "train_detector": runs,
+        "evaluate_detector": runs,
+        "baseline_predictions": n,
+        "report": 1,
     }
 
 
