@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
 class InputError(Exception):
@@ -13,8 +12,3 @@ class InputError(Exception):
         self.where = str(where)
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """A path as the user gave it, for messages."""
-    return str(Path(path))

@@ -96,14 +96,6 @@ def load_segmentation(path: str | os.PathLike, ct: Volume, ct_path: str | os.Pat
     return Volume(data.astype(np.int16), affine)
 
 
-def require_labels(seg: Volume, labels: dict[str, int], path: str | os.PathLike) -> None:
-    """Fail if any required label id is absent from the segmentation."""
-    present = set(np.unique(seg.data).tolist())
-    missing = [f"{name} ({lid})" for name, lid in labels.items() if lid not in present]
-    if missing:
-        raise InputError(path, f"missing label(s): {', '.join(missing)}")
-
-
 def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray) -> None:
     """Write a NIfTI atomically (no partial file on failure)."""
     img = nib.Nifti1Image(data, affine)
