@@ -81,53 +81,34 @@ def _cli(*args: str, wait: bool = True):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _run_args(d: Path) -> list[str]:
+    return ["--arm", "real", "--fold", "0", "--seed", "0", "--folds", str(d / "folds.csv")]
+
+
 def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
     settings = json.dumps({"seed": 0, "device": "cpu", "detector": SETTINGS})
-    return [
-        "train",
-        "--arm",
-        "real",
-        "--fold",
-        "0",
-        "--seed",
-        "0",
-        "--folds",
-        str(d / "folds.csv"),
-        "--out",
-        str(out),
-        "--settings",
-        settings,
-        *map(str, shards),
-    ]
+    return ["train", *_run_args(d), "--out", str(out), "--settings", settings, *map(str, shards)]
 
 
 def _evaluate(d: Path, shards: list[Path], model: Path, out: Path, size: int = SIZE):
-    return _cli(
-        "evaluate",
-        "--arm",
-        "real",
-        "--fold",
-        "0",
-        "--seed",
-        "0",
-        "--folds",
-        str(d / "folds.csv"),
-        "--model",
-        str(model),
-        "--image-size",
-        str(size),
-        "--out",
-        str(out),
-        *map(str, shards),
-    )
+    args = ["--model", str(model), "--image-size", str(size), "--out", str(out)]
+    return _cli("evaluate", *_run_args(d), *args, *map(str, shards))
 
 
-def test_sigterm_then_resume_equals_an_uninterrupted_run(study):
+@pytest.fixture(scope="module")
+def model(study) -> Path:
+    """A detector trained without interruption (shared by the tests below)."""
     d, shards = study
-    full = d / "full" / "model.pt"
-    r = _cli(*_train_args(d, shards, full))
+    path = d / "full" / "model.pt"
+    r = _cli(*_train_args(d, shards, path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "training:" in r.stderr and "ETA" in r.stderr  # progress with rate and ETA
+    return path
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
+    d, shards = study
+    full = model
 
     out = d / "resumed" / "model.pt"
     last = out.with_name("model.pt.last.pt")
@@ -157,11 +138,8 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study):
     assert np.median(err) < 2.0
 
 
-def test_checkpoint_from_another_configuration_is_refused(study, tmp_path):
+def test_checkpoint_from_another_configuration_is_refused(study, model, tmp_path):
     d, shards = study
-    model = d / "full" / "model.pt"
-    if not model.exists():
-        assert _cli(*_train_args(d, shards, model)).returncode == 0
     r = _evaluate(d, shards, model, tmp_path / "p.csv", size=64)
     assert r.returncode == 2 and f"{model}: trained at image size 32, not 64" in r.stderr
     other = [
@@ -180,11 +158,7 @@ DDH = SHARED / "data" / "ddh-xray"
 
 
 @pytest.mark.skipif(not DDH.exists(), reason="ddh-xray radiographs not available")
-def test_predict_cli_on_real_radiographs(study, tmp_path):
-    d, shards = study
-    model = d / "full" / "model.pt"
-    if not model.exists():
-        assert _cli(*_train_args(d, shards, model)).returncode == 0
+def test_predict_cli_on_real_radiographs(model, tmp_path):
     images = sorted((DDH / "dicom").glob("*.dcm"))[:2] + sorted((DDH / "jpg").glob("*.jpg"))[:2]
     r = _cli(
         "predict", "--model", str(model), "--out-dir", str(tmp_path / "out"), *map(str, images)
@@ -197,11 +171,7 @@ def test_predict_cli_on_real_radiographs(study, tmp_path):
         assert (tmp_path / "out" / f"{p.stem}_landmarks.png").stat().st_size > 1000
 
 
-def test_predict_refuses_an_unreadable_image(study, tmp_path):
-    d, shards = study
-    model = d / "full" / "model.pt"
-    if not model.exists():
-        assert _cli(*_train_args(d, shards, model)).returncode == 0
+def test_predict_refuses_an_unreadable_image(model, tmp_path):
     bad = tmp_path / "broken.dcm"
     bad.write_text("this is not DICOM")
     r = _cli("predict", "--model", str(model), "--out-dir", str(tmp_path / "out"), str(bad))
