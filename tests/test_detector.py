@@ -177,3 +177,16 @@ def test_predict_refuses_an_unreadable_image(model, tmp_path):
     r = _cli("predict", "--model", str(model), "--out-dir", str(tmp_path / "out"), str(bad))
     assert r.returncode == 2 and f"{bad}: not a readable X-ray image" in r.stderr
     assert not (tmp_path / "out" / "landmarks.csv").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_gpu(study, tmp_path):
+    d, shards = study
+    settings = json.dumps({"seed": 0, "device": "cuda", "detector": SETTINGS})
+    out = tmp_path / "gpu.pt"
+    r = _cli("train", *_run_args(d), "--out", str(out), "--settings", settings, *map(str, shards))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _evaluate(d, shards, out, tmp_path / "p.csv").returncode == 0
+    p = pd.read_csv(tmp_path / "p.csv")
+    assert np.median(np.hypot(p.pred_col - p.gt_col, p.pred_row - p.gt_row)) < 2.0

@@ -190,7 +190,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         a.seed,
         len(chosen),
     )
-    train(data, names, settings, Path(a.out), meta=meta)
+    train(data, names, settings, Path(a.out), meta=meta, device=s["device"])
 
 
 def _prediction_rows(arm: str, fold: int, seed: int, test, ids, pts, scores, found) -> pd.DataFrame:  # noqa: F821

@@ -25,6 +25,7 @@ from monai.networks.nets import UNet
 from xrayfactory.atomic import atomic_path
 from xrayfactory.augment import DomainRandomisation
 from xrayfactory.cohort import rng_for
+from xrayfactory.drr import pick_device
 from xrayfactory.errors import InputError
 from xrayfactory.heatmaps import gaussian_heatmaps, peaks
 from xrayfactory.progress import Progress
@@ -127,14 +128,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def train(
-    data: Batch, names: list[str], settings: DetectorSettings, out: Path, *, meta: dict
+    data: Batch,
+    names: list[str],
+    settings: DetectorSettings,
+    out: Path,
+    *,
+    meta: dict,
+    device: str = "cpu",
 ) -> None:
     """Train and write the final checkpoint `out`; `out`.last.pt holds the resumable state."""
     torch.manual_seed(settings.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     n = len(data.images)
     size = settings.image_size
-    net = build_network(len(names), settings)
+    dev = pick_device(device)
+    net = build_network(len(names), settings).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     steps_per_epoch = max(1, n // settings.batch_size)
     total = settings.epochs * steps_per_epoch
@@ -146,7 +154,7 @@ def train(
     if last.exists():
         state = load_checkpoint(last)
         if state.get("digest") == settings.digest() and state.get("meta") == meta:
-            net.load_state_dict(state["model"])
+            net.load_state_dict(state["model"])  # optimizer state follows the parameters' device
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             epoch, step = state["epoch"], state["step"]
@@ -176,13 +184,13 @@ def train(
             order = rng_for(settings.seed, "order", epoch).permutation(n)
             while step < steps_per_epoch:
                 idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-                x, y = data.images[idx], targets[idx]
+                x, y = data.images[idx].to(dev), targets[idx].to(dev)
                 if aug is not None:
                     torch.manual_seed(
                         int(rng_for(settings.seed, "aug", epoch, step).integers(2**62))
                     )
                     x, y = aug(x, y)
-                loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=POS_WEIGHT)
+                loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=POS_WEIGHT.to(dev))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -205,7 +213,7 @@ def train(
 class Detector:
     """A trained detector loaded from its checkpoint."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, device: str = "auto"):
         ckpt = load_checkpoint(path)
         if not {"model", "names", "settings"} <= set(ckpt):
             raise InputError(path, "not a final detector checkpoint (missing model/names/settings)")
@@ -215,8 +223,10 @@ class Detector:
         s["channels"] = tuple(s["channels"])
         self.settings = DetectorSettings(**s)
         self.meta = ckpt.get("meta", {})
+        self.device = pick_device(device)
         self.net = build_network(len(self.names), self.settings)
         self.net.load_state_dict(ckpt["model"])
+        self.net.to(self.device)
         self.net.eval()
 
     def check_compatible(self, names: list[str], image_size: int) -> None:
@@ -240,7 +250,8 @@ class Detector:
         )
         xy, score = [], []
         for start in range(0, n, batch_size):
-            p, v = peaks(torch.sigmoid(self.net(batch.images[start : start + batch_size])))
+            logits = self.net(batch.images[start : start + batch_size].to(self.device))
+            p, v = peaks(torch.sigmoid(logits).cpu())
             xy.append(p)
             score.append(v)
         pts = torch.cat(xy).numpy()
