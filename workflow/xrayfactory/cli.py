@@ -193,32 +193,6 @@ def cmd_train(a: argparse.Namespace) -> None:
     train(data, names, settings, Path(a.out), meta=meta, device=s["device"])
 
 
-def _prediction_rows(arm: str, fold: int, seed: int, test, ids, pts, scores, found) -> pd.DataFrame:  # noqa: F821
-    import pandas as pd
-
-    names = list(test.attrs["landmark_names"])
-    n, n_lm = test.visible.shape
-    return pd.DataFrame(
-        {
-            "arm": arm,
-            "fold": fold,
-            "seed": seed,
-            "image_id": np.repeat(ids, n_lm),
-            "subject": np.repeat(test.subject, n_lm),
-            "landmark": np.tile(names, n),
-            "gt_col": test.landmarks[..., 0].ravel(),
-            "gt_row": test.landmarks[..., 1].ravel(),
-            "visible": test.visible.ravel(),
-            "pred_col": pts[..., 0].ravel(),
-            "pred_row": pts[..., 1].ravel(),
-            "score": scores.ravel(),
-            "found": found.ravel(),
-            "pixel_spacing_mm": test.attrs["pixel_spacing_mm"],
-            "magnification": test.attrs["magnification"],
-        }
-    )
-
-
 def _write_csv(df, path: str) -> None:
     from xrayfactory.atomic import atomic_path
 
@@ -228,6 +202,7 @@ def _write_csv(df, path: str) -> None:
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from xrayfactory.detector import Detector
+    from xrayfactory.metrics import prediction_table
     from xrayfactory.splits import fold_subjects, held_out_set, load_arm
 
     _, test_subjects = fold_subjects(a.folds, a.fold)
@@ -239,10 +214,11 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
             a.model, f"trained for fold {det.meta.get('fold')}, evaluated on fold {a.fold}"
         )
     pts, scores, found = det.predict(test.images)
-    _write_csv(_prediction_rows(a.arm, a.fold, a.seed, test, ids, pts, scores, found), a.out)
+    _write_csv(prediction_table(a.arm, a.fold, a.seed, test, ids, pts, scores, found), a.out)
 
 
 def cmd_baseline(a: argparse.Namespace) -> None:
+    from xrayfactory.metrics import prediction_table
     from xrayfactory.splits import fold_subjects, held_out_set, load_arm, training_set
 
     train_subjects, test_subjects = fold_subjects(a.folds, a.fold)
@@ -260,7 +236,7 @@ def cmd_baseline(a: argparse.Namespace) -> None:
     pts = np.broadcast_to(mean, test.landmarks.shape)
     found = np.broadcast_to(chosen.visible.mean(0) > 0.5, test.visible.shape)
     _write_csv(
-        _prediction_rows(a.arm, a.fold, a.seed, test, ids, pts, found.astype(float), found), a.out
+        prediction_table(a.arm, a.fold, a.seed, test, ids, pts, found.astype(float), found), a.out
     )
 
 

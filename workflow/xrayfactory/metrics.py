@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xrayfactory.imageset import ImageSet
+
 PRED_COLUMNS = [
     "arm",
     "fold",
@@ -29,6 +31,40 @@ PRED_COLUMNS = [
     "pixel_spacing_mm",
     "magnification",
 ]
+
+
+def prediction_table(
+    arm: str,
+    fold: int,
+    seed: int,
+    test: ImageSet,
+    ids: np.ndarray,
+    pts: np.ndarray,
+    scores: np.ndarray,
+    found: np.ndarray,
+) -> pd.DataFrame:
+    """Predictions (N, L, 2), scores and found flags (N, L) on a test set -> PRED_COLUMNS rows."""
+    names = list(test.attrs["landmark_names"])
+    n, n_lm = test.visible.shape
+    return pd.DataFrame(
+        {
+            "arm": arm,
+            "fold": fold,
+            "seed": seed,
+            "image_id": np.repeat(ids, n_lm),
+            "subject": np.repeat(test.subject, n_lm),
+            "landmark": np.tile(names, n),
+            "gt_col": test.landmarks[..., 0].ravel(),
+            "gt_row": test.landmarks[..., 1].ravel(),
+            "visible": test.visible.ravel(),
+            "pred_col": pts[..., 0].ravel(),
+            "pred_row": pts[..., 1].ravel(),
+            "score": scores.ravel(),
+            "found": found.ravel(),
+            "pixel_spacing_mm": test.attrs["pixel_spacing_mm"],
+            "magnification": test.attrs["magnification"],
+        }
+    )[PRED_COLUMNS]
 
 
 def with_errors(df: pd.DataFrame) -> pd.DataFrame:
