@@ -67,16 +67,16 @@ def line_integrals(
     )
     shape = channels.shape[1:]
     out = torch.zeros(len(ps), channels.shape[0], rows * cols, dtype=channels.dtype, device=dev)
-    cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    # one re-strided copy of the volume at a time (views of a batch mostly share an axis)
+    stack_axis, stack, pos = -1, channels, torch.empty(0)
     for v, p in enumerate(ps):
         source, dirs = pixel_rays(p, rows, cols)
         s_vox = inv[:3, :3] @ source + inv[:3, 3]
         d_vox = dirs @ inv[:3, :3].T
         principal = inv[:3, :3] @ torch.linalg.inv(p[:, :3])[:, 2]
         axis = int(principal.abs().argmax())
-        if axis not in cache:
-            cache[axis] = _slices(channels, axis, oversample)
-        stack, pos = cache[axis]
+        if axis != stack_axis:
+            stack_axis, (stack, pos) = axis, _slices(channels, axis, oversample)
         other = [a for a in (0, 1, 2) if a != axis]
         da = d_vox[:, axis]
         da = torch.where(da.abs() < 1e-12, torch.full_like(da, 1e-12), da)
