@@ -12,8 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
-import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,8 +20,13 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import UNet
 
-from xrayfactory.atomic import atomic_path
 from xrayfactory.augment import DomainRandomisation
+from xrayfactory.checkpoints import (
+    PREEMPTED_EXIT,
+    SigtermFlag,
+    load_checkpoint,
+    save_checkpoint,
+)
 from xrayfactory.cohort import rng_for
 from xrayfactory.drr import pick_device
 from xrayfactory.errors import InputError
@@ -32,7 +35,6 @@ from xrayfactory.progress import Progress
 
 log = logging.getLogger("xrayfactory")
 
-PREEMPTED_EXIT = 143  # 128 + SIGTERM
 # Heatmaps are sigmoid(logits) trained with binary cross-entropy against the Gaussian targets;
 # the rare foreground pixels are up-weighted (plain MSE barely learns in a demo's budget).
 POS_WEIGHT = torch.tensor(20.0)
@@ -99,34 +101,6 @@ def build_network(n_landmarks: int, s: DetectorSettings) -> torch.nn.Module:
     )
 
 
-class _Stop:
-    """Turns SIGTERM into a flag checked between steps."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        log.warning("SIGTERM received: saving a checkpoint and exiting")
-        self.requested = True
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._old)
-
-
-def _save(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a detector checkpoint with weights_only=True (no code is unpickled)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        raise InputError(path, f"not a readable detector checkpoint: {e}") from e
-
-
 def train(
     data: Batch,
     names: list[str],
@@ -163,7 +137,7 @@ def train(
             log.info("ignoring %s: it was made with other settings or data", last)
     aug = DomainRandomisation() if settings.augment else None
     targets = gaussian_heatmaps(data.landmarks, data.visible, size, size, settings.sigma_px)
-    stop = _Stop()
+    stop = SigtermFlag()
     progress = Progress(total, "training", unit="steps")
     progress.done = epoch * steps_per_epoch + step
 
@@ -198,15 +172,15 @@ def train(
                 step += 1
                 progress.update()
                 if stop.requested:
-                    _save(last, state())
+                    save_checkpoint(last, state())
                     raise SystemExit(PREEMPTED_EXIT)
             epoch, step = epoch + 1, 0
-            _save(last, state())
+            save_checkpoint(last, state())
             log.info("epoch %d/%d loss %.4f", epoch, settings.epochs, loss.item())
     finally:
         stop.restore()
     final = {"model": net.state_dict(), "names": names, "settings": asdict(settings), "meta": meta}
-    _save(out, final)
+    save_checkpoint(out, final)
     last.unlink(missing_ok=True)
 
 
