@@ -15,6 +15,7 @@ import pandas as pd
 from xrayfactory.atomic import atomic_path
 from xrayfactory.imageset import ImageSet
 from xrayfactory.metrics import paired_vs, per_landmark, summary, with_errors
+from xrayfactory.splits import image_ids
 
 ARM_ORDER = ["baseline", "real", "drr", "synth3d", "synth2d"]
 
@@ -173,9 +174,7 @@ def _examples(
 ) -> None:
     """A grid: rows are test images, columns arms; ground truth (green) and predictions (red)."""
     ids = df.loc[df.seed == df.seed.min()].drop_duplicates(["fold", "image_id"]).head(n)
-    within = {}
-    for i, s in enumerate(images.subject):
-        within[f"{s}/{sum(images.subject[:i] == s)}"] = i
+    within = {image_id: i for i, image_id in enumerate(image_ids(images.subject))}
     fig, axes = plt.subplots(
         len(ids), len(arms), figsize=(2.6 * len(arms), 2.6 * len(ids)), squeeze=False
     )

@@ -44,11 +44,19 @@ def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where
     return subset(s, chosen)
 
 
+def image_ids(subjects: np.ndarray) -> np.ndarray:
+    """Stable image ids "subject/k": the k-th image of that subject in an arm's shards."""
+    seen: dict[str, int] = {}
+    ids = []
+    for subject in subjects:
+        ids.append(f"{subject}/{seen.get(subject, 0)}")
+        seen[subject] = seen.get(subject, 0) + 1
+    return np.array(ids)
+
+
 def held_out_set(s: ImageSet, subjects: list[str], where: str) -> tuple[ImageSet, np.ndarray]:
     """All images of the test subjects and their ids (subject/index within the subject)."""
     idx = np.flatnonzero(np.isin(s.subject, subjects))
     if len(idx) == 0:
         raise InputError(where, f"empty test fold: no images of subjects {subjects}")
-    within = np.array([np.sum(s.subject[:i] == s.subject[i]) for i in idx])
-    ids = np.array([f"{s.subject[i]}/{k}" for i, k in zip(idx, within, strict=True)])
-    return subset(s, idx), ids
+    return subset(s, idx), image_ids(s.subject)[idx]
