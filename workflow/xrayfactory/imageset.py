@@ -3,14 +3,16 @@
 Datasets (N images, L landmarks):
   images      (N, H, W) float32  bone-bright intensities; attribute `intensity` says which:
                                  "log_attenuation" = -ln(I/I0) (DRRs), "processed" = clinical
-                                 post-processed log image in [0, 1] (real / proxy-real)
+                                 post-processed log image in [0, 1] (real / proxy-real),
+                                 "normalised" = per-image 1st-99th percentile in [0, 1] (synth2d)
   landmarks   (N, L, 2) float32  pixel (col, row); may lie outside the image
   visible     (N, L)    bool     landmark projects onto the detector
   projection  (N, 3, 4) float64  P mapping world mm (RAS+) to pixels
   subject     (N,)      str
   view        (N, 6)    float32  lao, cran, roll (deg), tx, ty, tz (mm)
 File attributes: arm, generator, generator_version, landmark_names, pixel_spacing_mm (at the
-detector), magnification, intensity, proxy (True when the images are proxy-real).
+detector), magnification, intensity, proxy (True when the images are proxy-real); generated
+sets add fold (the fold whose training subjects the generator learnt from) and trained_on.
 """
 
 from __future__ import annotations

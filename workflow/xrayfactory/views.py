@@ -54,3 +54,34 @@ def subject_imageset(
             "magnification": carm.magnification,
         },
     )
+
+
+def pixel_rescale(scale: float) -> np.ndarray:
+    """3x3 map from detector pixels to a grid `scale` times coarser, pixel centres kept
+    (the detector's and generator's resize: new = (old + 0.5) / scale - 0.5)."""
+    off = 0.5 / scale - 0.5
+    return np.array([[1 / scale, 0.0, off], [0.0, 1 / scale, off], [0.0, 0.0, 1.0]])
+
+
+def shape_views(
+    shapes: np.ndarray,
+    names: list[str],
+    carm: CArm,
+    sampler: ViewSampler,
+    rng: np.random.Generator,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One view per centred 3D landmark shape (N, L, 3), each centred on its shape, labelled on
+    a size x size image of the whole detector: views (N, 6), P (N, 3, 4), 2D landmarks (N, L, 2)
+    and visibility (N, L)."""
+    if carm.rows != carm.cols:
+        raise ValueError(f"generated images are square; the detector is {carm.rows}x{carm.cols}")
+    views = sampler.sample(len(shapes), rng)
+    scale = pixel_rescale(carm.cols / size)
+    ps, uv, vis = [], [], []
+    for view, shape in zip(views, shapes, strict=True):
+        p, u, v = label_views(carm, view[None], np.zeros(3), dict(zip(names, shape, strict=True)))
+        ps.append(scale @ p[0])
+        uv.append(u[0] @ scale[:2, :2].T + scale[:2, 2])
+        vis.append(v[0])
+    return views, np.stack(ps), np.stack(uv), np.stack(vis)

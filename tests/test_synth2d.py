@@ -1,0 +1,256 @@
+"""The synth2d generator: conditioning, shape model, new views, train-then-sample, resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xrayfactory.cohort import folds
+from xrayfactory.detector import preprocess
+from xrayfactory.errors import InputError
+from xrayfactory.geometry import CArm, ViewSampler, project
+from xrayfactory.heatmaps import peaks
+from xrayfactory.imageset import ImageSet, read_imageset, write_imageset
+from xrayfactory.shapes import ShapeModel, pairwise_distances
+from xrayfactory.synth2d import (
+    Synth2D,
+    Synth2DSettings,
+    conditioning,
+    generate,
+    make_sampler,
+    noise_schedule,
+)
+from xrayfactory.views import shape_views
+
+NAMES = ["A", "B", "C"]
+SIZE = 16
+TINY = {
+    "image_size": SIZE,
+    "channels": [8, 8],
+    "attention": False,
+    "sigma_px": 1.0,
+    "timesteps": 100,
+    "train_steps": 40,
+    "batch_size": 4,
+    "learning_rate": 0.002,
+    "warmup_steps": 2,
+    "ema_decay": 0.9,
+    "checkpoint_every": 5,
+}
+
+
+def test_conditioning_heatmaps_round_trip_to_their_landmarks():
+    lm = torch.tensor([[[10.3, 20.6], [40.0, 5.25], [33.0, 33.0]]])
+    vis = torch.tensor([[True, True, False]])
+    cond = conditioning(lm, vis, torch.tensor([True]), 64, 1.5)
+    assert cond.shape == (1, 4, 64, 64)
+    xy, value = peaks(cond[:, :3])
+    assert torch.allclose(xy[0, :2], lm[0, :2], atol=0.02)
+    assert value[0, 2] == 0  # an invisible landmark's channel is empty
+    assert torch.all(cond[:, 3] == 1)  # the condition-present channel
+    dropped = conditioning(lm, vis, torch.tensor([False]), 64, 1.5)
+    assert torch.count_nonzero(dropped) == 0
+
+
+def _subjects(n: int, seed: int = 0) -> np.ndarray:
+    """Plausible 3D configurations: a template pelvis scaled, shifted and perturbed."""
+    template = np.array([[-80.0, 0, 0], [80, 0, 0], [0, 60, 40]])
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.9, 1.1, (n, 1, 1))
+    return template * scale + rng.normal(0, 3, (n, 3, 3)) + rng.normal(0, 50, (n, 1, 3))
+
+
+def test_shape_model_samples_keep_landmarks_and_plausible_distances():
+    shapes = _subjects(6)
+    model = ShapeModel.fit(shapes, NAMES, "test")
+    samples = model.sample(500, np.random.default_rng(1))
+    assert samples.shape == (500, 3, 3)
+    assert np.allclose(samples.mean(axis=1), 0, atol=1e-9)  # centred on the centroid
+    d_train = pairwise_distances(shapes)
+    d = pairwise_distances(samples)
+    iu = np.triu_indices(3, 1)
+    lo, hi = d_train[:, *iu].min(0), d_train[:, *iu].max(0)
+    spread = hi - lo
+    assert np.all(d[:, *iu] > lo - spread) and np.all(d[:, *iu] < hi + spread)
+    assert d[:, *iu].std(0).min() > 0  # it varies
+    assert np.allclose(model.sample(3, np.random.default_rng(0), scale=0.0), model.mean)
+
+
+def test_shape_model_of_one_subject_is_that_subject():
+    one = _subjects(1)
+    model = ShapeModel.fit(one, NAMES, "test")
+    assert len(model.sd) == 0
+    assert np.allclose(model.sample(2, np.random.default_rng(0)), one - one.mean(axis=1))
+    with pytest.raises(InputError, match="need \\(subjects, 3, 3\\)"):
+        ShapeModel.fit(one[:, :2], NAMES, "test")
+
+
+def test_new_views_label_the_generated_grid_like_the_detector_resize():
+    carm = CArm(detector_rows=384, detector_cols=384, pixel_spacing=2.0)
+    shapes = ShapeModel.fit(_subjects(4), NAMES, "t").sample(5, np.random.default_rng(2))
+    sampler = ViewSampler(lao_deg=(-20, 20), cran_deg=(-10, 10))
+    views, ps, uv, vis = shape_views(shapes, NAMES, carm, sampler, np.random.default_rng(3), 64)
+    assert views.shape == (5, 6) and ps.shape == (5, 3, 4) and vis.all()
+    for p, u, shape in zip(ps, uv, shapes, strict=True):
+        assert np.allclose(project(p, shape)[0], u, atol=1e-9)
+    # the same labels as full-resolution projection followed by the detector's resize
+    _, _, uv_full, _ = shape_views(shapes, NAMES, carm, sampler, np.random.default_rng(3), 384)
+    resized = preprocess(np.zeros((5, 384, 384)), uv_full, vis, 64).landmarks.numpy()
+    assert np.allclose(resized, uv, atol=1e-4)
+
+
+def test_unknown_sampler_is_refused():
+    with pytest.raises(InputError, match="unknown sampler 'euler'"):
+        make_sampler("euler", 10, noise_schedule(Synth2DSettings()))
+
+
+def _real_shard(path: Path, subject: str, seed: int) -> Path:
+    """A dark field with bright dots at the landmarks: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    n = 6
+    lm = rng.uniform(3, SIZE - 4, (n, len(NAMES), 2)).astype(np.float32)
+    r, c = np.mgrid[0:SIZE, 0:SIZE]
+    images = np.zeros((n, SIZE, SIZE), np.float32)
+    for i in range(n):
+        for col, row in lm[i]:
+            images[i] += np.exp(-((c - col) ** 2 + (r - row) ** 2) / 2.0)
+    write_imageset(
+        path,
+        ImageSet(
+            images=images,
+            landmarks=lm,
+            visible=np.ones((n, len(NAMES)), bool),
+            projection=np.zeros((n, 3, 4)),
+            subject=np.array([subject] * n),
+            view=np.zeros((n, 6)),
+            attrs={
+                "arm": "real",
+                "landmark_names": NAMES,
+                "pixel_spacing_mm": 1.0,
+                "magnification": 2.0,
+                "proxy": True,
+            },
+        ),
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synth2d")
+    subjects = ["s0", "s1", "s2"]
+    shards = [_real_shard(d / f"{s}.h5", s, i) for i, s in enumerate(subjects)]
+    folds(subjects, "loso", 0).to_csv(d / "folds.csv", index=False)
+    return d, shards
+
+
+def _cli(*args: str, wait: bool = True):
+    cmd = [sys.executable, "-m", "xrayfactory", "--threads", "1", *args]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
+    settings = json.dumps({"seed": 0, "device": "cpu", "synth2d": TINY})
+    return [
+        "train-synth2d",
+        "--fold",
+        "0",
+        "--folds",
+        str(d / "folds.csv"),
+        "--out",
+        str(out),
+        "--settings",
+        settings,
+        *map(str, shards),
+    ]
+
+
+@pytest.fixture(scope="module")
+def generator(study) -> Path:
+    d, shards = study
+    path = d / "full" / "model.pt"
+    r = _cli(*_train_args(d, shards, path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "synth2d training:" in r.stderr and "ETA" in r.stderr
+    return path
+
+
+def test_generator_trains_on_the_folds_training_subjects_only(generator):
+    meta = torch.load(generator, weights_only=True)["meta"]
+    assert meta["fold"] == 0 and meta["subjects"] == ["s1", "s2"] and meta["n_images"] == 12
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(study, generator):
+    d, shards = study
+    out = d / "resumed" / "model.pt"
+    last = out.with_name("model.pt.last.pt")
+    proc = _cli(*_train_args(d, shards, out), wait=False)
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert last.exists() and not out.exists()
+    r = _cli(*_train_args(d, shards, out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stderr and not last.exists()
+    a = torch.load(generator, weights_only=True)["model"]
+    b = torch.load(out, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "ddim", "dpmsolver++"])
+def test_train_then_sample_makes_labelled_image_sets(generator, tmp_path, kind):
+    gen = Synth2D(generator, device="cpu")
+    shapes = ShapeModel.fit(_subjects(3), NAMES, "t")
+    carm = CArm(detector_rows=160, detector_cols=160, pixel_spacing=2.0, sdd=1000, sid=600)
+    sampler = {"kind": kind, "steps": 10, "guidance": 2.0, "batch_size": 3}
+    views = ViewSampler(lao_deg=(-10, 10))
+    made = [
+        generate(gen, shapes, carm, views, 5, sampler=sampler, rng_key=(0, "t"), fold=0)
+        for _ in range(2)
+    ]
+    s = made[0]
+    assert s.images.shape == (5, SIZE, SIZE) and np.isfinite(s.images).all()
+    assert s.images.min() >= 0 and s.images.max() <= 1 and s.images.std() > 0
+    assert np.array_equal(s.images, made[1].images)  # same key -> same images
+    assert s.attrs["pixel_spacing_mm"] == pytest.approx(20.0)  # 160 px of 2 mm on 16 px
+    # it draws what it was conditioned on: bright dots at the labelled landmarks
+    px = np.round(s.landmarks).astype(int)
+    inside = s.visible & (px >= 0).all(-1) & (px < SIZE).all(-1)
+    i, j = np.nonzero(inside)
+    at_labels = s.images[i, px[i, j, 1], px[i, j, 0]]
+    assert len(at_labels) >= 5 and np.mean(at_labels) > s.images.mean() + 0.3
+    write_imageset(tmp_path / "g.h5", s)
+    back = read_imageset(tmp_path / "g.h5")
+    assert back.attrs["arm"] == "synth2d" and back.attrs["fold"] == 0
+    assert np.allclose(back.landmarks, s.landmarks, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_training_with_mixed_precision_and_compile(study, tmp_path):
+    d, shards = study
+    cfg = {**TINY, "mixed_precision": True, "compile": True}
+    settings = json.dumps({"seed": 0, "device": "cuda", "synth2d": cfg})
+    out = tmp_path / "gpu.pt"
+    args = _train_args(d, shards, out)
+    args[args.index("--settings") + 1] = settings
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    gen = Synth2D(out, device="cuda")
+    lm = np.full((2, len(NAMES), 2), 8.0)
+    images = gen.sample(
+        lm, np.ones((2, 3), bool), sampler="dpmsolver++", steps=5, guidance=2.0, rng_key=(0,)
+    )
+    assert images.shape == (2, SIZE, SIZE) and np.isfinite(images).all()
