@@ -1,0 +1,42 @@
+"""Realism measures: Fréchet distance, intensity distance and detector encoder features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xrayfactory.detector import Detector, DetectorSettings, build_network
+from xrayfactory.realism import encoder_features, frechet_distance, intensity_distance
+
+
+def test_frechet_distance_of_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    shifted = a + np.array([3.0, 0, 0])
+    assert frechet_distance(a, shifted) == pytest.approx(9.0, rel=1e-6)
+    # covariance C vs 4C: tr(C + 4C - 2 * 2C) = tr(C), the mean moves too
+    expected = np.trace(np.cov(a, rowvar=False)) + (a.mean(0) ** 2).sum()
+    assert frechet_distance(a, 2 * a) == pytest.approx(expected, rel=1e-6)
+
+
+def test_intensity_distance_is_an_earth_movers_distance():
+    _, c = np.mgrid[0:32, 0:32]
+    ramp = (c / 31.0)[None].repeat(3, 0)
+    assert intensity_distance(ramp, ramp) == 0
+    # a square-root contrast curve moves mass up: positive, below the full range
+    d = intensity_distance(ramp, np.sqrt(ramp))
+    assert 0.05 < d < 0.5
+    assert intensity_distance(np.sqrt(ramp), ramp) == pytest.approx(d)
+
+
+def test_encoder_features_come_from_the_bottom_of_the_unet(tmp_path):
+    import torch
+
+    s = DetectorSettings(image_size=32, channels=(4, 8, 16))
+    net = build_network(2, s)
+    path = tmp_path / "det.pt"
+    torch.save({"model": net.state_dict(), "names": ["A", "B"], "settings": dict(s.__dict__)}, path)
+    det = Detector(path, device="cpu")
+    feats = encoder_features(det, np.random.default_rng(0).random((5, 48, 40)))
+    assert feats.shape == (5, 16) and np.isfinite(feats).all()
