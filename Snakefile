@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/imagesets.smk"
+include: "workflow/rules/synth2d.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/report.smk"
 

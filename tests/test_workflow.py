@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import DEMO_DIR, REPO
+from xrayfactory.cohort import folds
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
@@ -25,7 +26,19 @@ TINY = {
     "carm": {"pixel_spacing": 0.28, "downsample": 48},
     "drr": {"images_per_subject": 3},
     "real": {"images_per_subject": 2},
+    "synth2d": {
+        "image_size": 16,
+        "channels": [8, 8],
+        "attention": False,
+        "train_steps": 4,
+        "batch_size": 2,
+        "n_images": 4,
+        "shard_size": 2,
+        "sampler": {"kind": "dpmsolver++", "steps": 2},
+        "fidelity": {"n_images": 2, "samplers": [{"kind": "ddim", "steps": 2}]},
+    },
     "detector": {
+        "arms": ["real", "drr", "synth2d"],
         "train_images": 4,
         "image_size": 16,
         "sigma_px": 1.0,
@@ -68,7 +81,9 @@ def test_dag_of_the_default_configuration(tmp_path):
     config["split"] = {"scheme": "loso"}
     jobs = planned_jobs(_workdir(tmp_path, config))
     n = config["cohort"]["n_subjects"]
-    runs = len(config["detector"]["arms"]) * n * len(config["detector"]["seeds"])
+    arms = config["detector"]["arms"]
+    assert "synth2d" in arms
+    runs = len(arms) * n * len(config["detector"]["seeds"])
     assert jobs == {
         "all": 1,
         "fetch_demo_data": 1,
@@ -78,12 +93,29 @@ def test_dag_of_the_default_configuration(tmp_path):
         "subject_qc": n,
         "folds": 1,
         "render_imageset": 2 * n,
-        "imageset_qc": 2,
+        "imageset_qc": 3,
+        "train_synth2d": n,
+        "sample_synth2d": n,
+        "synth2d_fidelity": n,
+        "report_synth2d": 1,
         "train_detector": runs,
         "evaluate_detector": runs,
         "baseline_predictions": n,
+        "realism": len(arms) * n,
+        "report_realism": 1,
         "report": 1,
     }
+
+
+def test_generators_never_see_test_subjects(tmp_path):
+    workdir = _workdir(tmp_path, TINY)
+    r = _run(workdir, "-n", "-p", "--forceall", "results/synth2d/fold1/model.pt")
+    assert r.returncode == 0, r.stderr
+    cmd = next(line for line in r.stdout.splitlines() if "train-synth2d" in line)
+    test = folds(["demo00", "demo01", "demo02"], "kfold", 3).query("fold == 1 and role == 'test'")
+    test = test.subject
+    assert "real/demo00.h5" in cmd and "real/demo02.h5" in cmd
+    assert test.tolist() == ["demo01"] and "real/demo01.h5" not in cmd
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
@@ -111,8 +143,18 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
             assert f.attrs["arm"] == arm and bool(f.attrs["proxy"]) == (arm == "real")
         assert (res / "qc" / f"imageset_{arm}.png").stat().st_size > 1000
     assert (res / "cohort" / "qc" / "demo02.png").exists()
+    with h5py.File(res / "imagesets" / "synth2d" / "fold2" / "shard1.h5") as f:
+        assert f["images"].shape == (2, 16, 16) and f.attrs["fold"] == 2
+        assert f.attrs["arm"] == "synth2d" and f.attrs["trained_on"] == "proxy-real"
     metrics = pd.read_csv(res / "report" / "metrics.csv")
-    assert metrics.arm.tolist() == ["baseline", "real", "drr"]
+    assert metrics.arm.tolist() == ["baseline", "real", "drr", "synth2d"]
+    realism = pd.read_csv(res / "report" / "realism.csv")
+    assert realism.arm.tolist() == ["real", "drr", "synth2d"] and (realism.n_folds == 3).all()
+    assert (realism.frechet_distance >= 0).all() and realism.intensity_distance.notna().all()
+    fidelity = pd.read_csv(res / "report" / "label_fidelity.csv")
+    assert set(fidelity.fold) == {"0", "1", "2", "mean"} and "all" in set(fidelity.landmark)
+    steps = pd.read_csv(res / "report" / "sampler_steps.csv")
+    assert steps.loc[steps.fold == "mean", "evaluations_per_image"].tolist() == [4]
     assert (metrics.n_images == 6).all() and set(metrics.test_data) == {
         "proxy-real (demo acquisition model)"
     }
@@ -130,13 +172,28 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
 
     # regenerate from cache: without the report, only the report is planned
     shutil.rmtree(res / "report")
-    assert planned_jobs(workdir) == {"report": 1, "all": 1}
+    reports = {"report": 1, "report_realism": 1, "report_synth2d": 1}
+    assert planned_jobs(workdir) == {**reports, "all": 1}
     r = _run(workdir, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert pd.read_csv(res / "report" / "metrics.csv").equals(metrics)
     r = _run(workdir, "--report", str(workdir / "report.html"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert (workdir / "report.html").stat().st_size > 10_000
+
+    # a sampler change resamples synth2d and reruns what depends on it, nothing else
+    changed = {**TINY, "synth2d": {**TINY["synth2d"], "sampler": {"kind": "ddim", "steps": 3}}}
+    assert planned_jobs(_workdir(workdir, changed)) == {
+        "sample_synth2d": 6,
+        "synth2d_fidelity": 3,
+        "imageset_qc": 1,
+        "train_detector": 3,
+        "evaluate_detector": 3,
+        "realism": 3,
+        **reports,
+        "all": 1,
+    }
+    _workdir(workdir, TINY)
 
     # a user's cohort in the same layout plugs in through the config alone
     user = _workdir(

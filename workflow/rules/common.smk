@@ -1,6 +1,7 @@
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
@@ -84,7 +85,25 @@ def imageset_subjects(arm):
     return SUBJECTS if arm == "real" else TRAIN_SUBJECTS
 
 
+def synth2d_shards(folds):
+    n_shards = -(-config["synth2d"]["n_images"] // config["synth2d"]["shard_size"])
+    return expand(
+        "results/imagesets/synth2d/fold{fold}/shard{shard}.h5",
+        fold=folds,
+        shard=range(n_shards),
+    )
+
+
+def fold_synth2d_shards(wildcards):
+    return synth2d_shards(wildcards.fold)
+
+
 def imageset_shards(wildcards):
+    """An arm's shards: per subject for real/drr, per fold (or all folds) for synth2d."""
+    if wildcards.arm == "synth2d":
+        return synth2d_shards(
+            wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
+        )
     return expand(
         "results/imagesets/{arm}/{subject}.h5",
         arm=wildcards.arm,
@@ -92,8 +111,73 @@ def imageset_shards(wildcards):
     )
 
 
+def fold_training_subjects(fold):
+    train = FOLDS[(FOLDS.fold == int(fold)) & (FOLDS.role == "train")]
+    return sorted(train.subject)
+
+
+def fold_real_shards(wildcards):
+    """Real image sets of the fold's training subjects: a generator's training data."""
+    return expand(
+        "results/imagesets/real/{subject}.h5",
+        subject=fold_training_subjects(wildcards.fold),
+    )
+
+
+def fold_landmark_files(wildcards):
+    """3D landmark files of the fold's training subjects: the shape model's data."""
+    get = subject_file("landmarks")
+    return [
+        get(SimpleNamespace(subject=s)) for s in fold_training_subjects(wildcards.fold)
+    ]
+
+
 FOLD_IDS = sorted(FOLDS.fold.unique().tolist())
 ARMS = config["detector"]["arms"]
+REALISM_ARMS = ["real", *[arm for arm in ARMS if arm != "real"]]
+SYNTH2D_SAMPLING_KEYS = (
+    "n_images",
+    "shard_size",
+    "shape_scale",
+    "sampler",
+    "fidelity",
+    "threads",
+)
+
+
+def detector_settings():
+    """The detector's training settings: arms, seeds (wildcards) and threads left out, so that
+    adding an arm or a seed does not retrain the others."""
+    skip = ("arms", "seeds", "threads")
+    return settings(
+        detector={k: v for k, v in config["detector"].items() if k not in skip}
+    )
+
+
+def real_detector(wildcards):
+    """The fold's `real`-arm detector (first seed): it judges realism and label fidelity."""
+    seed = config["detector"]["seeds"][0]
+    return f"results/detector/real/fold{wildcards.fold}/seed{seed}/model.pt"
+
+
+def synth2d_settings(stage):
+    """CLI settings of a synth2d stage: training ignores sampling keys (and vice versa), so
+    changing the sampler does not retrain the generator."""
+    section = config["synth2d"]
+    if stage == "train":
+        part = {k: v for k, v in section.items() if k not in SYNTH2D_SAMPLING_KEYS}
+        return settings(synth2d=part)
+    view_keys = {
+        "names": config["landmarks"]["names"],
+        "carm": config["carm"],
+        "views": config["views"],
+    }
+    if stage == "sample":
+        sampling = {
+            k: section[k] for k in ("n_images", "shard_size", "shape_scale", "sampler")
+        }
+        return settings(**view_keys, **sampling)
+    return settings(**view_keys, fidelity=section["fidelity"])
 
 
 def prediction_files():
@@ -125,7 +209,17 @@ def all_outputs():
             subject=imageset_subjects(arm),
         )
         out.append(f"results/qc/imageset_{arm}.png")
-    out += ["results/report/metrics.csv", "results/report/examples.png"]
+    if "synth2d" in ARMS:
+        out += [
+            synth2d_shards(FOLD_IDS),
+            "results/qc/imageset_synth2d.png",
+            "results/report/label_fidelity.csv",
+        ]
+    out += [
+        "results/report/metrics.csv",
+        "results/report/examples.png",
+        "results/report/realism.csv",
+    ]
     return out
 
 

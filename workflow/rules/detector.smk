@@ -18,7 +18,7 @@ rule train_detector:
         runtime=120,
         gpu=gpu_request(),
     params:
-        settings=settings(detector=config["detector"]),
+        settings=detector_settings(),
     shell:
         "python -m xrayfactory --threads {threads} train --arm {wildcards.arm}"
         " --fold {wildcards.fold} --seed {wildcards.seed} --folds {input.folds}"
@@ -69,3 +69,31 @@ rule baseline_predictions:
         "python -m xrayfactory baseline --arm baseline --fold {wildcards.fold}"
         " --seed {wildcards.seed} --folds {input.folds} --n-images {params.n_images}"
         " --out {output} {input.shards} 2> {log}"
+
+
+rule realism:
+    input:
+        folds="results/cohort/folds.csv",
+        detector=real_detector,
+        real=expand("results/imagesets/real/{subject}.h5", subject=SUBJECTS),
+        shards=imageset_shards,
+    output:
+        "results/realism/{arm}/fold{fold}.csv",
+    log:
+        "logs/realism/{arm}/fold{fold}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        settings=settings(
+            n_images=config["detector"]["train_images"],
+            selection_seed=config["detector"]["seeds"][0],
+        ),
+    shell:
+        "python -m xrayfactory --threads {threads} realism --arm {wildcards.arm}"
+        " --fold {wildcards.fold} --folds {input.folds} --detector {input.detector}"
+        " --real {input.real} --out {output} --settings {params.settings:q}"
+        " {input.shards} 2> {log}"

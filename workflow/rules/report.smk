@@ -54,3 +54,29 @@ rule report:
         "python -m xrayfactory report --out-dir {params.out_dir}"
         " --test-shards {input.test_shards} --predictions {input.predictions}"
         " --settings {params.settings:q} 2> {log}"
+
+
+rule report_realism:
+    input:
+        expand(
+            "results/realism/{arm}/fold{fold}.csv",
+            arm=REALISM_ARMS,
+            fold=FOLD_IDS,
+        ),
+    output:
+        report(
+            "results/report/realism.csv",
+            caption="../report/realism.rst",
+            category="Generators",
+            labels={"type": "table", "name": "realism per arm"},
+        ),
+    log:
+        "logs/report/realism.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m xrayfactory report-realism --out {output} {input} 2> {log}"

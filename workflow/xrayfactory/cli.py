@@ -153,8 +153,12 @@ def cmd_qc_imageset(a: argparse.Namespace) -> None:
     from xrayfactory.qc import imageset_grid
 
     s = concatenate([read_imageset(p) for p in a.shards], a.out)
-    proxy = " (PROXY-real images from the acquisition model)" if s.attrs.get("proxy") else ""
-    imageset_grid(s, f"arm {s.attrs.get('arm')}: {len(s)} images{proxy}", a.out)
+    note = ""
+    if s.attrs.get("proxy"):
+        note = " (PROXY-real images from the acquisition model)"
+    elif "trained_on" in s.attrs:
+        note = f" (generated; conditioning landmarks shown; trained on {s.attrs['trained_on']})"
+    imageset_grid(s, f"arm {s.attrs.get('arm')}: {len(s)} images{note}", a.out)
 
 
 def _detector_settings(s: dict, seed: int):
@@ -165,20 +169,33 @@ def _detector_settings(s: dict, seed: int):
     return DetectorSettings(**fields, seed=seed)
 
 
+def _arm_training_set(a: argparse.Namespace, pool, n: int, seed: int):
+    """The `n` images arm `a.arm`'s detector trains on in fold `a.fold` (the same selection for
+    training and realism) and the fold's training subjects. Generated arms hold one fold each."""
+    from xrayfactory.splits import fold_subjects, training_set
+
+    train_subjects, _ = fold_subjects(a.folds, a.fold)
+    candidates = train_subjects
+    if "fold" in pool.attrs:
+        if pool.attrs["fold"] != a.fold:
+            raise InputError(
+                a.shards[0], f"generated for fold {pool.attrs['fold']}, not fold {a.fold}"
+            )
+        candidates = sorted(set(pool.subject))
+    chosen = training_set(
+        pool, candidates, n, (seed, "select", a.arm, a.fold), f"arm {a.arm}, fold {a.fold}"
+    )
+    return chosen, train_subjects
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from xrayfactory.detector import preprocess, train
-    from xrayfactory.splits import fold_subjects, load_arm, training_set
+    from xrayfactory.splits import load_arm
 
     s = a.settings
     settings = _detector_settings(s["detector"], a.seed)
-    train_subjects, _ = fold_subjects(a.folds, a.fold)
-    pool = load_arm(a.shards)
-    chosen = training_set(
-        pool,
-        train_subjects,
-        s["detector"]["train_images"],
-        (a.seed, "select", a.arm, a.fold),
-        f"arm {a.arm}, fold {a.fold}",
+    chosen, train_subjects = _arm_training_set(
+        a, load_arm(a.shards), s["detector"]["train_images"], a.seed
     )
     names = list(chosen.attrs["landmark_names"])
     data = preprocess(chosen.images, chosen.landmarks, chosen.visible, settings.image_size)
@@ -255,6 +272,172 @@ def cmd_report(a: argparse.Namespace) -> None:
             r.median_mm,
             r.detection_rate,
         )
+
+
+def _real_training_images(a: argparse.Namespace):
+    """All real images of the fold's training subjects (the generators' training data)."""
+    from xrayfactory.splits import fold_subjects, load_arm, subset
+
+    train_subjects, _ = fold_subjects(a.folds, a.fold)
+    pool = load_arm(a.shards)
+    chosen = subset(pool, np.flatnonzero(np.isin(pool.subject, train_subjects)))
+    if len(chosen) == 0:
+        raise InputError(a.folds, f"fold {a.fold}: no real images of subjects {train_subjects}")
+    return chosen, train_subjects
+
+
+def cmd_train_synth2d(a: argparse.Namespace) -> None:
+    from xrayfactory.detector import preprocess
+    from xrayfactory.synth2d import settings_from, train
+
+    s = a.settings
+    settings = settings_from(s["synth2d"], s["seed"])
+    real, subjects = _real_training_images(a)
+    data = preprocess(real.images, real.landmarks, real.visible, settings.image_size)
+    trained_on = "proxy-real" if real.attrs.get("proxy") else "real"
+    meta = {"fold": a.fold, "subjects": subjects, "n_images": len(real), "trained_on": trained_on}
+    log.info("training the synth2d generator of fold %d on %d images", a.fold, len(real))
+    train(
+        data.images,
+        data.landmarks,
+        data.visible,
+        list(real.attrs["landmark_names"]),
+        settings,
+        Path(a.out),
+        meta=meta,
+        device=s["device"],
+    )
+
+
+def _generator(a: argparse.Namespace):
+    """The fold's generator, its shape model (training subjects' landmarks) and the C-arm."""
+    from xrayfactory.geometry import CArm, ViewSampler
+    from xrayfactory.shapes import shape_model_from_files
+    from xrayfactory.synth2d import Synth2D
+
+    s = a.settings
+    gen = Synth2D(a.model, device=s["device"])
+    if gen.meta.get("fold") != a.fold:
+        raise InputError(a.model, f"trained for fold {gen.meta.get('fold')}, not fold {a.fold}")
+    shapes = shape_model_from_files(a.landmarks, s["names"])
+    views = ViewSampler(**{k: tuple(v) for k, v in s["views"].items()})
+    return gen, shapes, CArm(**s["carm"]), views
+
+
+def cmd_sample_synth2d(a: argparse.Namespace) -> None:
+    from xrayfactory.imageset import write_imageset
+    from xrayfactory.synth2d import generate
+
+    s = a.settings
+    gen, shapes, carm, views = _generator(a)
+    first = a.shard * s["shard_size"]
+    n = min(s["shard_size"], s["n_images"] - first)
+    if n <= 0:
+        raise InputError(a.out, f"shard {a.shard} is empty for synth2d.n_images = {s['n_images']}")
+    out = generate(
+        gen,
+        shapes,
+        carm,
+        views,
+        n,
+        sampler=s["sampler"],
+        rng_key=(s["seed"], "synth2d", a.fold, a.shard),
+        shape_scale=s["shape_scale"],
+        fold=a.fold,
+        first_id=first,
+    )
+    write_imageset(a.out, out)
+    log.info("synth2d fold %d shard %d: %d images", a.fold, a.shard, len(out))
+
+
+def cmd_synth2d_fidelity(a: argparse.Namespace) -> None:
+    from xrayfactory.detector import Detector
+    from xrayfactory.fidelity import fidelity_rows, fidelity_table, sampler_row, timed
+    from xrayfactory.splits import load_arm
+    from xrayfactory.synth2d import generate
+
+    s = a.settings
+    det = Detector(a.detector, device=s["device"])
+    generated = load_arm(a.shards)
+    det.check_compatible(list(generated.attrs["landmark_names"]), det.settings.image_size)
+    table = fidelity_table(fidelity_rows(det, generated, "synth2d", a.fold))
+    table.insert(0, "fold", a.fold)
+    _write_csv(table, a.out_fidelity)
+    gen, shapes, carm, views = _generator(a)
+    rows = []
+    for sampler in s["fidelity"]["samplers"]:
+        images, seconds = timed(
+            generate,
+            gen,
+            shapes,
+            carm,
+            views,
+            s["fidelity"]["n_images"],
+            sampler=sampler,
+            rng_key=(s["seed"], "synth2d-fidelity", a.fold),
+            fold=a.fold,
+        )
+        rows.append(sampler_row(det, images, sampler, seconds, a.fold))
+        log.info(
+            "%s %d steps: %.2f px mean fidelity",
+            sampler["kind"],
+            sampler["steps"],
+            rows[-1]["mean_px"],
+        )
+    import pandas as pd
+
+    _write_csv(pd.DataFrame(rows), a.out_steps)
+
+
+def cmd_realism(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from xrayfactory.detector import Detector
+    from xrayfactory.realism import encoder_features, frechet_distance, intensity_distance
+    from xrayfactory.splits import fold_subjects, held_out_set, load_arm
+
+    _, test_subjects = fold_subjects(a.folds, a.fold)
+    test, _ = held_out_set(load_arm(a.real), test_subjects, f"fold {a.fold}")
+    s = a.settings
+    arm_set, _ = _arm_training_set(a, load_arm(a.shards), s["n_images"], s["selection_seed"])
+    det = Detector(a.detector, device=s["device"])
+    row = {
+        "arm": a.arm,
+        "fold": a.fold,
+        "n_images": len(arm_set),
+        "n_test_images": len(test),
+        "frechet_distance": frechet_distance(
+            encoder_features(det, arm_set.images), encoder_features(det, test.images)
+        ),
+        "intensity_distance": intensity_distance(arm_set.images, test.images),
+        "test_data": "proxy-real" if test.attrs.get("proxy") else "real",
+    }
+    log.info(
+        "%s fold %d: FD %.3f, intensity EMD %.4f",
+        a.arm,
+        a.fold,
+        row["frechet_distance"],
+        row["intensity_distance"],
+    )
+    _write_csv(pd.DataFrame([row]), a.out)
+
+
+def cmd_report_realism(a: argparse.Namespace) -> None:
+    from xrayfactory.report import realism_table
+
+    table = realism_table(a.tables)
+    _write_csv(table, a.out)
+    for r in table.itertuples():
+        log.info(
+            "%-8s FD %.3f, intensity EMD %.4f", r.arm, r.frechet_distance, r.intensity_distance
+        )
+
+
+def cmd_report_synth2d(a: argparse.Namespace) -> None:
+    from xrayfactory.report import concat_tables
+
+    _write_csv(concat_tables(a.fidelity, ["landmark"]), a.out_fidelity)
+    _write_csv(concat_tables(a.steps, ["sampler", "steps", "guidance"]), a.out_steps)
 
 
 def cmd_predict(a: argparse.Namespace) -> None:
@@ -419,6 +602,49 @@ def _parser() -> argparse.ArgumentParser:
         ("--out", req),
         shards,
     )
+    fold = ("--fold", {"type": int, "required": True})
+    add(
+        "train-synth2d",
+        cmd_train_synth2d,
+        "train a fold's synth2d generator on its training subjects' real images",
+        fold,
+        ("--folds", req),
+        ("--out", req),
+        settings,
+        shards,
+    )
+    generator = [fold, ("--model", req), ("--landmarks", many), settings]
+    add(
+        "sample-synth2d",
+        cmd_sample_synth2d,
+        "one shard of generated, labelled images",
+        *generator,
+        ("--shard", {"type": int, "required": True}),
+        ("--out", req),
+    )
+    add(
+        "synth2d-fidelity",
+        cmd_synth2d_fidelity,
+        "label fidelity of generated images and its relation to sampler steps",
+        *generator,
+        ("--detector", req),
+        ("--out-fidelity", req),
+        ("--out-steps", req),
+        shards,
+    )
+    add(
+        "realism",
+        cmd_realism,
+        "Fréchet and intensity distances of an arm's training images to real test images",
+        ("--arm", req),
+        fold,
+        ("--folds", req),
+        ("--detector", req),
+        ("--real", many),
+        ("--out", req),
+        settings,
+        shards,
+    )
     add(
         "report",
         cmd_report,
@@ -427,6 +653,22 @@ def _parser() -> argparse.ArgumentParser:
         ("--test-shards", many),
         ("--predictions", many),
         settings,
+    )
+    add(
+        "report-realism",
+        cmd_report_realism,
+        "realism table from per-(arm, fold) tables",
+        ("--out", req),
+        ("tables", {"nargs": "+"}),
+    )
+    add(
+        "report-synth2d",
+        cmd_report_synth2d,
+        "label-fidelity and sampler-steps tables from per-fold tables",
+        ("--fidelity", many),
+        ("--steps", many),
+        ("--out-fidelity", req),
+        ("--out-steps", req),
     )
     add(
         "predict",

@@ -202,3 +202,30 @@ def _examples(
                 ax.set_title(arm)
     fig.suptitle(f"Test images ({provenance}): ground truth green, predictions red")
     _save(fig, path)
+
+
+def realism_table(paths: list[str | os.PathLike]) -> pd.DataFrame:
+    """Per-arm mean (and sd over folds) of the Fréchet and intensity distances to the test
+    images; `real` (its own training images) is the reference."""
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    g = df.groupby("arm")
+    table = pd.DataFrame(
+        {
+            "n_folds": g.fold.nunique(),
+            "n_images": g.n_images.sum(),
+            "frechet_distance": g.frechet_distance.mean(),
+            "frechet_sd": g.frechet_distance.std(),
+            "intensity_distance": g.intensity_distance.mean(),
+            "test_data": g.test_data.first(),
+        }
+    )
+    return table.reindex(_ordered(list(table.index))).reset_index()
+
+
+def concat_tables(paths: list[str | os.PathLike], keys: list[str]) -> pd.DataFrame:
+    """Per-fold tables stacked, with a `mean` block averaged over folds per `keys`."""
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    mean = df.drop(columns="fold").groupby(keys, sort=False).mean(numeric_only=True)
+    mean = mean.reset_index()
+    mean.insert(0, "fold", "mean")
+    return pd.concat([df.astype({"fold": str}), mean], ignore_index=True)

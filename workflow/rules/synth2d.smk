@@ -1,0 +1,116 @@
+# The synth2d arm: a view-conditioned 2D diffusion model per fold, trained on the fold's
+# training subjects' real images, samples new labelled images from shape-model landmarks and
+# sampled C-arm poses. `snakemake synth2d` builds (or reruns) this arm alone.
+
+
+rule train_synth2d:
+    input:
+        folds="results/cohort/folds.csv",
+        shards=fold_real_shards,
+    output:
+        "results/synth2d/fold{fold}/model.pt",
+    log:
+        "logs/synth2d/train_fold{fold}.log",
+    conda:
+        ENV
+    threads: config["synth2d"]["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=gpu_request(),
+    params:
+        settings=synth2d_settings("train"),
+    shell:
+        "python -m xrayfactory --threads {threads} train-synth2d --fold {wildcards.fold}"
+        " --folds {input.folds} --out {output} --settings {params.settings:q}"
+        " {input.shards} 2> {log}"
+
+
+rule sample_synth2d:
+    input:
+        model=rules.train_synth2d.output,
+        landmarks=fold_landmark_files,
+    output:
+        "results/imagesets/synth2d/fold{fold}/shard{shard}.h5",
+    log:
+        "logs/synth2d/sample_fold{fold}_shard{shard}.log",
+    wildcard_constraints:
+        shard=r"\d+",
+    conda:
+        ENV
+    threads: config["synth2d"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=gpu_request(),
+    params:
+        settings=synth2d_settings("sample"),
+    shell:
+        "python -m xrayfactory --threads {threads} sample-synth2d --fold {wildcards.fold}"
+        " --shard {wildcards.shard} --model {input.model} --landmarks {input.landmarks}"
+        " --out {output} --settings {params.settings:q} 2> {log}"
+
+
+rule synth2d_fidelity:
+    input:
+        model=rules.train_synth2d.output,
+        detector=real_detector,
+        landmarks=fold_landmark_files,
+        shards=fold_synth2d_shards,
+    output:
+        fidelity="results/synth2d/fold{fold}/label_fidelity.csv",
+        steps="results/synth2d/fold{fold}/sampler_steps.csv",
+    log:
+        "logs/synth2d/fidelity_fold{fold}.log",
+    conda:
+        ENV
+    threads: config["synth2d"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=gpu_request(),
+    params:
+        settings=synth2d_settings("fidelity"),
+    shell:
+        "python -m xrayfactory --threads {threads} synth2d-fidelity --fold {wildcards.fold}"
+        " --model {input.model} --detector {input.detector} --landmarks {input.landmarks}"
+        " --out-fidelity {output.fidelity} --out-steps {output.steps}"
+        " --settings {params.settings:q} {input.shards} 2> {log}"
+
+
+rule report_synth2d:
+    input:
+        fidelity=expand("results/synth2d/fold{fold}/label_fidelity.csv", fold=FOLD_IDS),
+        steps=expand("results/synth2d/fold{fold}/sampler_steps.csv", fold=FOLD_IDS),
+    output:
+        fidelity=report(
+            "results/report/label_fidelity.csv",
+            caption="../report/label_fidelity.rst",
+            category="Generators",
+            labels={"type": "table", "name": "synth2d label fidelity"},
+        ),
+        steps=report(
+            "results/report/sampler_steps.csv",
+            caption="../report/sampler_steps.rst",
+            category="Generators",
+            labels={"type": "table", "name": "synth2d sampler steps"},
+        ),
+    log:
+        "logs/report/synth2d.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m xrayfactory report-synth2d --fidelity {input.fidelity}"
+        " --steps {input.steps} --out-fidelity {output.fidelity}"
+        " --out-steps {output.steps} 2> {log}"
+
+
+rule synth2d:
+    input:
+        synth2d_shards(FOLD_IDS),
+        "results/qc/imageset_synth2d.png",
+        "results/report/label_fidelity.csv",
