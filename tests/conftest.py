@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xrayfactory.imageset import ImageSet, write_imageset
 from xrayfactory.volumes import Volume, load_ct, load_segmentation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,3 +45,33 @@ def sphere_volume(
     inside = np.linalg.norm(vol.voxel_to_world(ijk) - centre_mm, axis=1) <= radius_mm
     vol.data.reshape(-1)[inside] = value
     return vol
+
+
+def write_blob_shard(
+    path: Path, subject: str, names: list[str], landmarks: np.ndarray, size: int, width: float
+) -> Path:
+    """A proxy-real shard of dark images with a Gaussian blob (2 sd^2 = `width`) at each
+    landmark (N, L, 2): learnable by a detector or generator in seconds."""
+    n = len(landmarks)
+    r, c = np.mgrid[0:size, 0:size]
+    images = np.zeros((n, size, size), np.float32)
+    for i in range(n):
+        for col, row in landmarks[i]:
+            images[i] += np.exp(-((c - col) ** 2 + (r - row) ** 2) / width)
+    s = ImageSet(
+        images=images,
+        landmarks=landmarks.astype(np.float32),
+        visible=np.ones((n, len(names)), bool),
+        projection=np.zeros((n, 3, 4)),
+        subject=np.array([subject] * n),
+        view=np.zeros((n, 6)),
+        attrs={
+            "arm": "real",
+            "landmark_names": names,
+            "pixel_spacing_mm": 1.0,
+            "magnification": 2.0,
+            "proxy": True,
+        },
+    )
+    write_imageset(path, s)
+    return path

@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, write_blob_shard
 from xrayfactory.cohort import folds
-from xrayfactory.imageset import ImageSet, write_imageset
 
 SIZE = 32
 SETTINGS = {
@@ -41,28 +40,7 @@ def _shard(path: Path, subject: str, names: list[str], seed: int) -> Path:
     lm = rng.uniform(6, SIZE - 7, (n, len(names), 2)).astype(np.float32)
     lm[:, 0, 0] = rng.uniform(4, 13, n)  # the first landmark in the left half, the others right
     lm[:, 1:, 0] = rng.uniform(18, 27, (n, len(names) - 1))
-    r, c = np.mgrid[0:SIZE, 0:SIZE]
-    images = np.zeros((n, SIZE, SIZE), np.float32)
-    for i in range(n):
-        for col, row in lm[i]:
-            images[i] += np.exp(-((c - col) ** 2 + (r - row) ** 2) / 4.0)
-    s = ImageSet(
-        images=images,
-        landmarks=lm,
-        visible=np.ones((n, len(names)), bool),
-        projection=np.zeros((n, 3, 4)),
-        subject=np.array([subject] * n),
-        view=np.zeros((n, 6)),
-        attrs={
-            "arm": "real",
-            "landmark_names": names,
-            "pixel_spacing_mm": 1.0,
-            "magnification": 2.0,
-            "proxy": True,
-        },
-    )
-    write_imageset(path, s)
-    return path
+    return write_blob_shard(path, subject, names, lm, SIZE, 4.0)
 
 
 @pytest.fixture(scope="module")

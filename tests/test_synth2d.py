@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_blob_shard
 from xrayfactory.cohort import folds
 from xrayfactory.detector import preprocess
 from xrayfactory.errors import InputError
 from xrayfactory.geometry import CArm, ViewSampler, project
 from xrayfactory.heatmaps import peaks
-from xrayfactory.imageset import ImageSet, read_imageset, write_imageset
+from xrayfactory.imageset import read_imageset, write_imageset
 from xrayfactory.shapes import ShapeModel, pairwise_distances
 from xrayfactory.synth2d import (
     Synth2D,
@@ -117,30 +118,7 @@ def _real_shard(path: Path, subject: str, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     n = 6
     lm = rng.uniform(3, SIZE - 4, (n, len(NAMES), 2)).astype(np.float32)
-    r, c = np.mgrid[0:SIZE, 0:SIZE]
-    images = np.zeros((n, SIZE, SIZE), np.float32)
-    for i in range(n):
-        for col, row in lm[i]:
-            images[i] += np.exp(-((c - col) ** 2 + (r - row) ** 2) / 2.0)
-    write_imageset(
-        path,
-        ImageSet(
-            images=images,
-            landmarks=lm,
-            visible=np.ones((n, len(NAMES)), bool),
-            projection=np.zeros((n, 3, 4)),
-            subject=np.array([subject] * n),
-            view=np.zeros((n, 6)),
-            attrs={
-                "arm": "real",
-                "landmark_names": NAMES,
-                "pixel_spacing_mm": 1.0,
-                "magnification": 2.0,
-                "proxy": True,
-            },
-        ),
-    )
-    return path
+    return write_blob_shard(path, subject, NAMES, lm, SIZE, 2.0)
 
 
 @pytest.fixture(scope="module")
