@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +78,16 @@ def write_blob_shard(
     )
     write_imageset(path, s)
     return path
+
+
+def sigterm_after_checkpoint(proc: subprocess.Popen, last: Path) -> str:
+    """SIGTERM a training process once it has written its resumable checkpoint `last`; check
+    that it exits with 143 leaving `last`, and return its stderr."""
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert last.exists()
+    return err

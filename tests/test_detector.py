@@ -4,10 +4,8 @@ checks, and the predict CLI on real radiographs (ingestion only)."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import SHARED, write_blob_shard
+from tests.conftest import SHARED, sigterm_after_checkpoint, write_blob_shard
 from xrayfactory.cohort import folds
 
 SIZE = 32
@@ -90,13 +88,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
 
     out = d / "resumed" / "model.pt"
     last = out.with_name("model.pt.last.pt")
-    proc = _cli(*_train_args(d, shards, out), wait=False)
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-2000:]
+    err = sigterm_after_checkpoint(_cli(*_train_args(d, shards, out), wait=False), last)
     assert "SIGTERM received" in err
     assert last.exists() and not out.exists()
 

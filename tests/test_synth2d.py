@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import write_blob_shard
+from tests.conftest import sigterm_after_checkpoint, write_blob_shard
 from xrayfactory.cohort import folds
 from xrayfactory.detector import preprocess
 from xrayfactory.errors import InputError
@@ -172,13 +170,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, generator):
     d, shards = study
     out = d / "resumed" / "model.pt"
     last = out.with_name("model.pt.last.pt")
-    proc = _cli(*_train_args(d, shards, out), wait=False)
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-2000:]
+    sigterm_after_checkpoint(_cli(*_train_args(d, shards, out), wait=False), last)
     assert last.exists() and not out.exists()
     r = _cli(*_train_args(d, shards, out))
     assert r.returncode == 0, r.stderr[-2000:]

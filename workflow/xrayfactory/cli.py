@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from xrayfactory.errors import InputError
+from xrayfactory.synth3d_cli import add_commands as add_synth3d_commands
 
 log = logging.getLogger("xrayfactory")
 
@@ -93,6 +94,13 @@ def cmd_qc_subject(a: argparse.Namespace) -> None:
     subject_figure(ct, lm, f"{a.subject}: 3D landmarks", a.out)
 
 
+def _generated_fold(a: argparse.Namespace) -> int:
+    """The fold a generated volume belongs to (required for synth3d renders)."""
+    if a.fold is None:
+        raise InputError("--fold", f"rendering {a.subject} of arm {a.arm} needs its fold")
+    return a.fold
+
+
 def cmd_render(a: argparse.Namespace) -> None:
     from xrayfactory.cohort import rng_for
     from xrayfactory.geometry import CArm, ViewSampler
@@ -107,18 +115,22 @@ def cmd_render(a: argparse.Namespace) -> None:
     carm = CArm(**s["carm"])
     sampler = ViewSampler(**{k: tuple(v) for k, v in s["views"].items()})
     rng = rng_for(s["seed"], a.arm, a.subject)
-    if a.arm == "drr":
+    if a.arm in ("drr", "synth3d"):
         from xrayfactory.drr import make_renderer
 
         opts = dict(s["drr"])
         renderer = make_renderer(opts.pop("backend"), device=s["device"], **opts)
         form = lambda ps: renderer.render(ct, ps, carm.rows, carm.cols)  # noqa: E731
         attrs = {
-            "arm": "drr",
+            "arm": a.arm,
             "generator": f"drr:{type(renderer).__name__}",
             "intensity": "log_attenuation",
             "proxy": False,
         }
+        if a.arm == "synth3d":
+            attrs["generator"] = f"synth3d latent diffusion CT + {attrs['generator']}"
+            attrs["fold"] = _generated_fold(a)
+            attrs["trained_on"] = "the fold's training CTs"
     elif a.arm == "real":
         from xrayfactory.acquisition import AcquisitionParams, ProxyRealAcquisition
 
@@ -136,7 +148,7 @@ def cmd_render(a: argparse.Namespace) -> None:
             "proxy": True,
         }
     else:
-        raise InputError("--arm", f"unknown arm {a.arm!r} for rendering (drr, real)")
+        raise InputError("--arm", f"unknown arm {a.arm!r} for rendering (real, drr, synth3d)")
     result = subject_imageset(a.subject, lm, carm, sampler, s["n_images"], rng, form, attrs)
     write_imageset(a.out, result)
     log.info(
@@ -157,7 +169,8 @@ def cmd_qc_imageset(a: argparse.Namespace) -> None:
     if s.attrs.get("proxy"):
         note = " (PROXY-real images from the acquisition model)"
     elif "trained_on" in s.attrs:
-        note = f" (generated; conditioning landmarks shown; trained on {s.attrs['trained_on']})"
+        shown = "conditioning" if s.attrs.get("arm") == "synth2d" else "carried 3D"
+        note = f" (generated; {shown} landmarks shown; trained on {s.attrs['trained_on']})"
     imageset_grid(s, f"arm {s.attrs.get('arm')}: {len(s)} images{note}", a.out)
 
 
@@ -552,12 +565,13 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "render",
         cmd_render,
-        "image set of one subject (drr or proxy-real)",
+        "image set of one subject or generated volume (proxy-real, drr or synth3d)",
         ("--arm", req),
         ("--subject", req),
         ("--ct", req),
         ("--landmarks", req),
         ("--out", req),
+        ("--fold", {"type": int, "default": None, "help": "a generated volume's fold"}),
         settings,
     )
     add(
@@ -678,6 +692,7 @@ def _parser() -> argparse.ArgumentParser:
         ("--out-dir", req),
         ("images", {"nargs": "+"}),
     )
+    add_synth3d_commands(add, settings)
     return p
 
 

@@ -40,4 +40,25 @@ def validate_config(config: dict, schema_path: str | os.PathLike, *, where: str 
             key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
             lines.append(f"key {key}: {e.message}")
         raise InputError(where, "invalid configuration\n  " + "\n  ".join(lines))
+    _check_synth3d(config["synth3d"], where)
     return config
+
+
+def _check_synth3d(section: dict, where: str) -> None:
+    """What the schema cannot say: bone groups are condition groups; the grid divides."""
+    unknown = sorted(set(section["bone"]) - set(section["condition"]))
+    if unknown:
+        raise InputError(where, f"key synth3d.bone: {unknown} are not groups of synth3d.condition")
+    factor = 2 ** (
+        len(section["autoencoder"]["channels"]) + len(section["diffusion"]["channels"]) - 2
+    )
+    patch_factor = 2 ** (len(section["autoencoder"]["channels"]) - 1)
+    if any(s % factor for s in section["shape"]) or any(
+        p % patch_factor for p in section["autoencoder"]["patch"]
+    ):
+        raise InputError(
+            where,
+            f"key synth3d.shape: {section['shape']} must be divisible by {factor} and "
+            f"synth3d.autoencoder.patch {section['autoencoder']['patch']} by {patch_factor} "
+            "(the networks' downsampling)",
+        )

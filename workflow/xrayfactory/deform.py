@@ -92,6 +92,15 @@ class Warp:
         return out.reshape(self.grid.shape)
 
 
+def draw_warp(grid: Volume, params: DeformationParams, rng: np.random.Generator) -> Warp:
+    """A random warp of `grid` whose Jacobian determinant stays above 0.2 (a diffeomorphism)."""
+    for _ in range(20):
+        warp = Warp(grid, params, rng)
+        if warp.min_jacobian() > 0.2:
+            return warp
+    raise ValueError("could not draw a diffeomorphic deformation: reduce displacement_sd_mm")
+
+
 def vary_intensity(
     hu: np.ndarray, params: DeformationParams, rng: np.random.Generator
 ) -> np.ndarray:
@@ -116,12 +125,7 @@ def deform_subject(
     rng: np.random.Generator,
 ) -> tuple[Volume, Volume, dict[str, np.ndarray], Warp]:
     """One synthetic subject: warped CT (with intensity variation), segmentation and landmarks."""
-    for _ in range(20):
-        warp = Warp(ct, params, rng)
-        if warp.min_jacobian() > 0.2:
-            break
-    else:
-        raise ValueError("could not draw a diffeomorphic deformation: reduce displacement_sd_mm")
+    warp = draw_warp(ct, params, rng)
     new_ct = vary_intensity(warp.resample(ct, order=1), params, rng)
     new_seg = warp.resample(seg, order=0).astype(seg.data.dtype)
     names = list(landmarks)

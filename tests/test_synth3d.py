@@ -1,0 +1,329 @@
+"""The synth3d generator: model grid, mask conditioning, landmark carrying, train-then-sample,
+resume, quality measures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import sigterm_after_checkpoint, sphere_volume
+from xrayfactory.cohort import folds, rng_for
+from xrayfactory.config import validate_config
+from xrayfactory.ctgrid import (
+    GridSpec,
+    condition,
+    deformed_mask,
+    grid_spec,
+    latent_condition,
+    model_affine,
+    resample,
+)
+from xrayfactory.ctquality import dice, tissue_values, volume_quality
+from xrayfactory.deform import DeformationParams
+from xrayfactory.errors import InputError
+from xrayfactory.landmarks import load_landmarks, save_landmarks
+from xrayfactory.volumes import Volume, load_ct, load_segmentation, save_nifti
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+NAMES = ["bone", "organ"]
+TINY = {
+    "shape": [16, 16, 16],
+    "spacing_mm": 10.0,
+    "hu_range": [-1024, 1600],
+    "body_hu": -500,
+    "bone_hu": 200,
+    "condition": {"bone": [77], "organs": [21]},
+    "bone": ["bone"],
+    "autoencoder": {
+        "channels": [4, 8],
+        "latent_channels": 2,
+        "patch": [8, 8, 8],
+        "steps": 30,
+        "batch_size": 2,
+        "learning_rate": 0.005,
+        "kl_weight": 1e-6,
+    },
+    "diffusion": {
+        "channels": [8, 8],
+        "timesteps": 100,
+        "steps": 30,
+        "batch_size": 2,
+        "learning_rate": 0.002,
+    },
+    "checkpoint_every": 5,
+    "mixed_precision": True,
+    "activation_checkpointing": True,
+}
+SPEC = grid_spec(TINY)
+SAMPLING = {
+    "seed": 0,
+    "device": "cpu",
+    "names": NAMES,
+    "deformation": {"displacement_sd_mm": 4.0},
+    "sampler": {"kind": "ddim", "steps": 5, "batch_size": 2},
+    "mixed_precision": True,
+}
+
+
+def _phantom(shift_mm: float, *, shape=(32, 32, 32), spacing=5.0) -> tuple[Volume, Volume, dict]:
+    """Air, an ellipsoidal body (40 HU), a bone ball (label 77, 800 HU), an organ (label 21)."""
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    affine[:3, 3] = -spacing * (np.asarray(shape) - 1) / 2
+    grid = Volume(np.zeros(shape, np.float32), affine)
+    xyz = grid.voxel_to_world(np.indices(shape).reshape(3, -1).T).reshape(*shape, 3)
+    bone_c = np.array([20.0 + shift_mm, 0.0, 0.0])
+    organ_c = np.array([-30.0, 10.0 - shift_mm, 0.0])
+    body = ((xyz / [70, 55, 70]) ** 2).sum(-1) <= 1
+    bone = np.linalg.norm(xyz - bone_c, axis=-1) <= 25
+    organ = np.linalg.norm(xyz - organ_c, axis=-1) <= 20
+    hu = np.where(body, 40.0, -1000.0)
+    hu[organ] = 10.0
+    hu[bone] = 800.0
+    seg = np.zeros(shape, np.int16)
+    seg[organ] = 21
+    seg[bone] = 77
+    return (
+        Volume(hu.astype(np.float32), affine),
+        Volume(seg, affine),
+        {"bone": bone_c, "organ": organ_c},
+    )
+
+
+def test_condition_channels_are_voxel_fractions_on_the_latent_grid():
+    ct, seg, _ = _phantom(0.0)
+    spec = GridSpec(shape=(32, 32, 32), spacing_mm=5.0, groups=(("bone", (77,)), ("organs", (21,))))
+    affine = model_affine(ct, spec)
+    cond = condition(seg.data, ct.data > -500, ct.affine, affine, spec)
+    assert cond.shape == (3, 32, 32, 32) and spec.channels == ["body", "bone", "organs"]
+    # same grid: the channels are the masks themselves
+    assert np.array_equal(cond[1] > 0.5, seg.data == 77)
+    assert np.array_equal(cond[2] > 0.5, seg.data == 21)
+    lat = latent_condition(torch.as_tensor(cond[None]), 4)[0].numpy()
+    assert lat.shape == (3, 8, 8, 8)
+    # each latent voxel holds the fraction of its 4^3 block; totals are kept
+    np.testing.assert_allclose(lat.sum(axis=(1, 2, 3)) * 64, cond.sum(axis=(1, 2, 3)), rtol=1e-5)
+    assert 0 < lat[1].max() <= 1 and np.any((lat[1] > 0) & (lat[1] < 1))
+
+
+def test_model_grid_keeps_the_world_frame_of_an_oblique_lps_volume():
+    centre = np.array([12.0, -8.0, 5.0])
+    bead = sphere_volume(centre, 12.0, shape=(48, 40, 44), spacing=2.0)
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])  # LPS-like voxel axes
+    vol = Volume(bead.data, flip @ bead.affine)
+    centre = flip[:3, :3] @ centre  # where the bead is in this volume's world
+    spec = GridSpec(shape=(24, 20, 20), spacing_mm=4.0)
+    affine = model_affine(vol, spec)
+    # same centre, same axis directions, the requested spacing
+    ref_centre = vol.voxel_to_world((np.asarray(vol.shape)[None] - 1) / 2)[0]
+    grid_centre = Volume(np.zeros(spec.shape), affine).voxel_to_world(
+        (np.asarray(spec.shape)[None] - 1) / 2
+    )[0]
+    np.testing.assert_allclose(grid_centre, ref_centre, atol=1e-9)
+    np.testing.assert_allclose(affine[:3, :3], np.diag([-4.0, -4.0, 4.0]))
+    out = Volume(resample(vol.data, vol.affine, affine, spec.shape, order=1, cval=0.0), affine)
+    ijk = np.indices(spec.shape).reshape(3, -1).T
+    w = out.data.reshape(-1)
+    seen = (out.voxel_to_world(ijk) * w[:, None]).sum(0) / w.sum()
+    # the bead is where it was in world mm (within a tenth of a model voxel)
+    np.testing.assert_allclose(seen, centre, atol=0.4)
+
+
+def test_deformed_mask_carries_landmarks_with_the_labels():
+    ct, seg, lm = _phantom(0.0, shape=(64, 64, 64), spacing=2.5)
+    spec = GridSpec(shape=(64, 64, 64), spacing_mm=2.5, groups=(("bone", (77,)), ("organs", (21,))))
+    params = DeformationParams(displacement_sd_mm=6.0, scale_sd=0.08, rotation_sd_deg=5.0)
+    m = deformed_mask("p0", ct, seg, lm, spec, params, rng_for(0, "test", 1))
+    grid = Volume(m.seg, m.affine)
+    ijk = np.indices(spec.shape).reshape(3, -1).T
+    world = grid.voxel_to_world(ijk)
+    moved = 0.0
+    for label, name in ((77, "bone"), (21, "organ")):
+        centroid = world[m.seg.reshape(-1) == label].mean(0)
+        # the landmark sat at the label's centre; it still does after the deformation
+        assert np.linalg.norm(centroid - m.landmarks[name]) < 1.5
+        moved = max(moved, np.linalg.norm(m.landmarks[name] - lm[name]))
+    assert moved > 2.0  # the deformation really moved them
+    assert m.condition.shape == (3, 64, 64, 64)
+
+
+def test_config_shape_must_divide_through_the_networks():
+    config = {"synth3d": {"shape": [18, 16, 16], "autoencoder": {"channels": [4, 8]}}}
+    with pytest.raises(InputError, match=r"synth3d.shape: \[18, 16, 16\] must be divisible by 8"):
+        validate_config(config, SCHEMA)
+    config = {"synth3d": {"bone": ["skull"]}}
+    with pytest.raises(InputError, match=r"synth3d.bone: \['skull'\] are not groups"):
+        validate_config(config, SCHEMA)
+
+
+def test_quality_measures():
+    a = np.zeros((10, 10, 10), bool)
+    b = a.copy()
+    a[:5] = True
+    b[2:7] = True
+    assert dice(a, b) == pytest.approx(2 * 300 / 1000)
+    assert dice(a & False, b & False) == 1.0
+    ct, seg, _ = _phantom(0.0)
+    real = tissue_values([(ct.data, seg.data)], SPEC)
+    same = volume_quality(ct.data, seg.data, real, SPEC, 200)
+    assert same["bone_dice"] == 1.0 and same["hu_emd_bone"] == 0.0 and same["hu_emd_other"] == 0.0
+    brighter = volume_quality(ct.data + 100, seg.data, real, SPEC, 200)
+    assert brighter["hu_emd_organ"] == pytest.approx(100.0)
+
+
+# --- the CLI stages on three phantom subjects (fold 0 trains on s1, s2) -----------------------
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synth3d")
+    subjects = ["s0", "s1", "s2"]
+    for i, s in enumerate(subjects):
+        ct, seg, lm = _phantom(5.0 * i)
+        save_nifti(d / f"{s}_ct.nii.gz", ct.data.astype(np.int16), ct.affine)
+        save_nifti(d / f"{s}_seg.nii.gz", seg.data.astype(np.uint8), seg.affine)
+        save_landmarks(d / f"{s}_lm.csv", lm)
+    folds(subjects, "loso", 0).to_csv(d / "folds.csv", index=False)
+    return d
+
+
+def _cli(*args: str, wait: bool = True):
+    cmd = [sys.executable, "-m", "xrayfactory", "--threads", "1", *args]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _fold0(d: Path, *kinds: str, subjects=("s1", "s2")) -> list[str]:
+    args = ["--fold", "0", "--folds", str(d / "folds.csv"), "--subjects", *subjects]
+    for kind in kinds:
+        args += [f"--{kind}", *[str(d / f"{s}_{kind}.nii.gz") for s in subjects]]
+    return args
+
+
+def _train(d: Path, stage: str, out: Path, *extra: str) -> list[str]:
+    settings = json.dumps({"seed": 0, "device": "cpu", "synth3d": TINY})
+    return [stage, *_fold0(d, "ct", "seg"), "--settings", settings, "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def models(study):
+    d = study
+    ae = d / "full" / "autoencoder.pt"
+    r = _cli(*_train(d, "train-synth3d-autoencoder", ae))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "synth3d autoencoder training:" in r.stderr and "ETA" in r.stderr
+    ldm = d / "full" / "diffusion.pt"
+    r = _cli(*_train(d, "train-synth3d-diffusion", ldm, "--autoencoder", str(ae)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return ae, ldm
+
+
+def test_a_generator_refuses_subjects_other_than_the_folds(study):
+    out = study / "x.pt"
+    settings = json.dumps({"seed": 0, "device": "cpu", "synth3d": TINY})
+    args = _fold0(study, "ct", "seg", subjects=("s0", "s1"))
+    r = _cli("train-synth3d-autoencoder", *args, "--settings", settings, "--out", str(out))
+    assert r.returncode == 2
+    assert "fold 0 trains on ['s1', 's2'], but synth3d was given ['s0', 's1']" in r.stderr
+    assert not out.exists()
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(study, models):
+    d = study
+    out = d / "resumed" / "autoencoder.pt"
+    last = out.with_name("autoencoder.pt.last.pt")
+    sigterm_after_checkpoint(_cli(*_train(d, "train-synth3d-autoencoder", out), wait=False), last)
+    assert last.exists() and not out.exists()
+    r = _cli(*_train(d, "train-synth3d-autoencoder", out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming synth3d autoencoder training" in r.stderr and not last.exists()
+    a = torch.load(models[0], weights_only=True)
+    b = torch.load(out, weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["scale_factor"] == b["scale_factor"]
+
+
+def _sample(d: Path, models, out: Path, n: int = 3):
+    out.mkdir(parents=True, exist_ok=True)
+    vols = [out / f"vol{k}" for k in range(n)]
+    lms = [str(d / f"{s}_lm.csv") for s in ("s1", "s2")]
+    return _cli(
+        "sample-synth3d",
+        *_fold0(d, "ct", "seg"),
+        "--landmarks",
+        *lms,
+        "--autoencoder",
+        str(models[0]),
+        "--diffusion",
+        str(models[1]),
+        "--out-ct",
+        *[f"{v}_ct.nii.gz" for v in vols],
+        "--out-seg",
+        *[f"{v}_seg.nii.gz" for v in vols],
+        "--out-landmarks",
+        *[f"{v}_lm.csv" for v in vols],
+        "--settings",
+        json.dumps(SAMPLING),
+    )
+
+
+def test_train_then_sample_makes_cts_on_the_model_grid_with_carried_landmarks(study, models):
+    d = study
+    r = _sample(d, models, d / "gen")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "synth3d generation: 3/3 volumes" in r.stderr
+    for k, source in enumerate(["s1", "s2", "s1"]):
+        ct = load_ct(d / "gen" / f"vol{k}_ct.nii.gz")
+        seg = load_segmentation(d / "gen" / f"vol{k}_seg.nii.gz", ct, "ct")
+        src = load_ct(d / f"{source}_ct.nii.gz")
+        assert ct.shape == SPEC.shape
+        np.testing.assert_allclose(ct.affine, model_affine(src, SPEC), atol=1e-4)
+        assert SPEC.hu_range[0] <= ct.data.min() and ct.data.max() <= SPEC.hu_range[1]
+        assert set(np.unique(seg.data)) <= {0, 21, 77} and (seg.data == 77).any()
+        lm = load_landmarks(d / "gen" / f"vol{k}_lm.csv", NAMES, ct)
+        orig = load_landmarks(d / f"{source}_lm.csv", NAMES)
+        assert 0 < np.linalg.norm(lm["bone"] - orig["bone"]) < 20  # carried, not copied
+    # the same seed gives the same volumes
+    r = _sample(d, models, d / "again", n=2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for k in range(2):
+        a = load_ct(d / "gen" / f"vol{k}_ct.nii.gz").data
+        assert np.array_equal(a, load_ct(d / "again" / f"vol{k}_ct.nii.gz").data)
+    # quality of the generated volumes against the fold's real CTs
+    gen = [d / "gen" / f"vol{k}" for k in range(3)]
+    r = _cli(
+        "synth3d-quality",
+        *_fold0(d, "ct", "seg"),
+        "--generated-ct",
+        *[f"{g}_ct.nii.gz" for g in gen],
+        "--generated-seg",
+        *[f"{g}_seg.nii.gz" for g in gen],
+        "--out",
+        str(d / "quality.csv"),
+        "--settings",
+        json.dumps({"seed": 0, "device": "cpu", "synth3d": TINY}),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    q = pd.read_csv(d / "quality.csv")
+    assert q.volume.tolist() == ["s1", "s2", "0", "1", "2"]
+    assert q.kind.tolist() == ["real"] * 2 + ["generated"] * 3
+    assert q.bone_dice.between(0, 1).all() and q.filter(like="hu_emd").notna().all().all()
+    # the real CTs on the model grid are the ceiling of the bone Dice
+    assert (q.bone_dice[q.kind == "real"] > 0.8).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_training_with_bf16_and_activation_checkpointing(study, tmp_path):
+    settings = json.dumps({"seed": 0, "device": "cuda", "synth3d": TINY})
+    out = tmp_path / "ae.pt"
+    args = ["train-synth3d-autoencoder", *_fold0(study, "ct", "seg"), "--settings", settings]
+    r = _cli(*args, "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert np.isfinite(torch.load(out, weights_only=True)["scale_factor"])
