@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import h5py
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -37,8 +39,16 @@ TINY = {
         "sampler": {"kind": "dpmsolver++", "steps": 2},
         "fidelity": {"n_images": 2, "samplers": [{"kind": "ddim", "steps": 2}]},
     },
+    "synth3d": {
+        "shape": [16, 16, 16],
+        "spacing_mm": 24.0,
+        "autoencoder": {"channels": [4, 8], "patch": [16, 16, 16], "steps": 2},
+        "diffusion": {"channels": [8, 8], "steps": 2},
+        "n_volumes": 2,
+        "sampler": {"kind": "ddim", "steps": 2},
+    },
     "detector": {
-        "arms": ["real", "drr", "synth2d"],
+        "arms": ["real", "drr", "synth3d", "synth2d"],
         "train_images": 4,
         "image_size": 16,
         "sigma_px": 1.0,
@@ -82,8 +92,9 @@ def test_dag_of_the_default_configuration(tmp_path):
     jobs = planned_jobs(_workdir(tmp_path, config))
     n = config["cohort"]["n_subjects"]
     arms = config["detector"]["arms"]
-    assert "synth2d" in arms
+    assert "synth2d" in arms and "synth3d" in arms
     runs = len(arms) * n * len(config["detector"]["seeds"])
+    volumes = n * config["synth3d"]["n_volumes"]
     assert jobs == {
         "all": 1,
         "fetch_demo_data": 1,
@@ -93,7 +104,14 @@ def test_dag_of_the_default_configuration(tmp_path):
         "subject_qc": n,
         "folds": 1,
         "render_imageset": 2 * n,
-        "imageset_qc": 3,
+        "imageset_qc": 4,
+        "train_synth3d_autoencoder": n,
+        "train_synth3d_diffusion": n,
+        "sample_synth3d": n,
+        "render_synth3d": volumes,
+        "synth3d_volume_qc": volumes,
+        "synth3d_quality": n,
+        "report_synth3d": 1,
         "train_synth2d": n,
         "sample_synth2d": n,
         "synth2d_fidelity": n,
@@ -109,13 +127,19 @@ def test_dag_of_the_default_configuration(tmp_path):
 
 def test_generators_never_see_test_subjects(tmp_path):
     workdir = _workdir(tmp_path, TINY)
-    r = _run(workdir, "-n", "-p", "--forceall", "results/synth2d/fold1/model.pt")
+    targets = ["results/synth2d/fold1/model.pt", "results/synth3d/fold1/quality.csv"]
+    r = _run(workdir, "-n", "-p", "--forceall", *targets)
     assert r.returncode == 0, r.stderr
-    cmd = next(line for line in r.stdout.splitlines() if "train-synth2d" in line)
     test = folds(["demo00", "demo01", "demo02"], "kfold", 3).query("fold == 1 and role == 'test'")
-    test = test.subject
+    assert test.subject.tolist() == ["demo01"]
+    cmd = next(line for line in r.stdout.splitlines() if "train-synth2d" in line)
     assert "real/demo00.h5" in cmd and "real/demo02.h5" in cmd
-    assert test.tolist() == ["demo01"] and "real/demo01.h5" not in cmd
+    assert "real/demo01.h5" not in cmd
+    synth3d = [line for line in r.stdout.splitlines() if "synth3d" in line and " --fold 1 " in line]
+    assert len(synth3d) == 4  # autoencoder, diffusion, sampling, quality
+    for cmd in synth3d:
+        assert "cohort/demo00/ct.nii.gz" in cmd and "cohort/demo02/ct.nii.gz" in cmd
+        assert "demo01" not in cmd
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
@@ -146,10 +170,24 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
     with h5py.File(res / "imagesets" / "synth2d" / "fold2" / "shard1.h5") as f:
         assert f["images"].shape == (2, 16, 16) and f.attrs["fold"] == 2
         assert f.attrs["arm"] == "synth2d" and f.attrs["trained_on"] == "proxy-real"
+    ct = nib.load(res / "synth3d" / "fold1" / "vol0" / "ct.nii.gz")
+    assert ct.shape == (16, 16, 16) and ct.get_data_dtype() == np.int16
+    np.testing.assert_allclose(np.linalg.norm(ct.affine[:3, :3], axis=0), 24.0)
+    with h5py.File(res / "imagesets" / "synth3d" / "fold1" / "vol0.h5") as f:
+        assert f["images"].shape == (3, 32, 32) and f.attrs["fold"] == 1  # as many as drr
+        assert f.attrs["arm"] == "synth3d" and "drr:" in f.attrs["generator"]
+    quality = pd.read_csv(res / "report" / "synth3d_quality.csv")
+    assert quality.fold.tolist() == ["0"] * 4 + ["1"] * 4 + ["2"] * 4 + ["mean"] * 2
+    assert quality.kind.tolist() == ["real", "real", "generated", "generated"] * 3 + [
+        "real",
+        "generated",
+    ]
+    assert quality.bone_dice.between(0, 1).all()
     metrics = pd.read_csv(res / "report" / "metrics.csv")
-    assert metrics.arm.tolist() == ["baseline", "real", "drr", "synth2d"]
+    assert metrics.arm.tolist() == ["baseline", "real", "drr", "synth3d", "synth2d"]
     realism = pd.read_csv(res / "report" / "realism.csv")
-    assert realism.arm.tolist() == ["real", "drr", "synth2d"] and (realism.n_folds == 3).all()
+    assert realism.arm.tolist() == ["real", "drr", "synth3d", "synth2d"]
+    assert (realism.n_folds == 3).all()
     assert (realism.frechet_distance >= 0).all() and realism.intensity_distance.notna().all()
     fidelity = pd.read_csv(res / "report" / "label_fidelity.csv")
     assert set(fidelity.fold) == {"0", "1", "2", "mean"} and "all" in set(fidelity.landmark)
@@ -172,7 +210,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
 
     # regenerate from cache: without the report, only the report is planned
     shutil.rmtree(res / "report")
-    reports = {"report": 1, "report_realism": 1, "report_synth2d": 1}
+    reports = {"report": 1, "report_realism": 1, "report_synth2d": 1, "report_synth3d": 1}
     assert planned_jobs(workdir) == {**reports, "all": 1}
     r = _run(workdir, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -190,7 +228,25 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
         "train_detector": 3,
         "evaluate_detector": 3,
         "realism": 3,
-        **reports,
+        "report": 1,
+        "report_realism": 1,
+        "report_synth2d": 1,
+        "all": 1,
+    }
+    # a synth3d sampler change regenerates its CTs and what depends on them, nothing else
+    changed = {**TINY, "synth3d": {**TINY["synth3d"], "sampler": {"kind": "ddpm"}}}
+    assert planned_jobs(_workdir(workdir, changed)) == {
+        "sample_synth3d": 3,
+        "render_synth3d": 6,
+        "synth3d_volume_qc": 6,
+        "synth3d_quality": 3,
+        "report_synth3d": 1,
+        "imageset_qc": 1,
+        "train_detector": 3,
+        "evaluate_detector": 3,
+        "realism": 3,
+        "report": 1,
+        "report_realism": 1,
         "all": 1,
     }
     _workdir(workdir, TINY)

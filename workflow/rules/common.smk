@@ -98,12 +98,31 @@ def fold_synth2d_shards(wildcards):
     return synth2d_shards(wildcards.fold)
 
 
+def synth3d_volumes(folds, name):
+    """The generated volumes' files (name: ct.nii.gz, seg.nii.gz, landmarks.csv)."""
+    return expand(
+        "results/synth3d/fold{fold}/vol{vol}/{name}",
+        fold=folds,
+        vol=range(config["synth3d"]["n_volumes"]),
+        name=name,
+    )
+
+
+def synth3d_shards(folds):
+    return expand(
+        "results/imagesets/synth3d/fold{fold}/vol{vol}.h5",
+        fold=folds,
+        vol=range(config["synth3d"]["n_volumes"]),
+    )
+
+
 def imageset_shards(wildcards):
-    """An arm's shards: per subject for real/drr, per fold (or all folds) for synth2d."""
-    if wildcards.arm == "synth2d":
-        return synth2d_shards(
-            wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
-        )
+    """An arm's shards: per subject for real/drr, per fold (or all folds) for the generated
+    arms."""
+    shards = {"synth2d": synth2d_shards, "synth3d": synth3d_shards}
+    if wildcards.arm in shards:
+        folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
+        return shards[wildcards.arm](folds)
     return expand(
         "results/imagesets/{arm}/{subject}.h5",
         arm=wildcards.arm,
@@ -124,12 +143,22 @@ def fold_real_shards(wildcards):
     )
 
 
-def fold_landmark_files(wildcards):
-    """3D landmark files of the fold's training subjects: the shape model's data."""
-    get = subject_file("landmarks")
-    return [
-        get(SimpleNamespace(subject=s)) for s in fold_training_subjects(wildcards.fold)
-    ]
+def fold_subject_files(kind):
+    """Input function: a file kind (ct, segmentation, landmarks) of the fold's training
+    subjects, in subject order: the generators' training data."""
+    get = subject_file(kind)
+
+    def files(wildcards):
+        return [
+            get(SimpleNamespace(subject=s))
+            for s in fold_training_subjects(wildcards.fold)
+        ]
+
+    return files
+
+
+def fold_training_subject_ids(wildcards):
+    return fold_training_subjects(wildcards.fold)
 
 
 FOLD_IDS = sorted(FOLDS.fold.unique().tolist())
@@ -180,6 +209,29 @@ def synth2d_settings(stage):
     return settings(**view_keys, fidelity=section["fidelity"])
 
 
+SYNTH3D_SAMPLING_KEYS = ("n_volumes", "sampler", "threads", "bone_hu")
+
+
+def synth3d_settings(stage):
+    """CLI settings of a synth3d stage: the autoencoder ignores the diffusion model's keys,
+    neither training stage sees sampling keys, so each change reruns only what it affects.
+    """
+    section = config["synth3d"]
+    train = {k: v for k, v in section.items() if k not in SYNTH3D_SAMPLING_KEYS}
+    if stage == "autoencoder":
+        return settings(synth3d={k: v for k, v in train.items() if k != "diffusion"})
+    if stage == "diffusion":
+        return settings(synth3d=train)
+    if stage == "quality":
+        return settings(synth3d=section)
+    return settings(
+        names=config["landmarks"]["names"],
+        deformation=config["cohort"]["deformation"],
+        sampler=section["sampler"],
+        mixed_precision=section["mixed_precision"],
+    )
+
+
 def prediction_files():
     """Every per-run prediction file the report rests on (arms + baseline, folds x seeds)."""
     return expand(
@@ -209,6 +261,17 @@ def all_outputs():
             subject=imageset_subjects(arm),
         )
         out.append(f"results/qc/imageset_{arm}.png")
+    if "synth3d" in ARMS:
+        out += [
+            synth3d_shards(FOLD_IDS),
+            "results/qc/imageset_synth3d.png",
+            expand(
+                "results/synth3d/qc/fold{fold}_vol{vol}.png",
+                fold=FOLD_IDS,
+                vol=range(config["synth3d"]["n_volumes"]),
+            ),
+            "results/report/synth3d_quality.csv",
+        ]
     if "synth2d" in ARMS:
         out += [
             synth2d_shards(FOLD_IDS),

@@ -40,7 +40,7 @@ rule imageset_qc:
     log:
         "logs/qc/imageset_{arm}.log",
     wildcard_constraints:
-        arm="real|drr|synth2d",
+        arm="real|drr|synth3d|synth2d",
     conda:
         ENV
     threads: 1

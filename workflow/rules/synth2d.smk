@@ -29,7 +29,7 @@ rule train_synth2d:
 rule sample_synth2d:
     input:
         model=rules.train_synth2d.output,
-        landmarks=fold_landmark_files,
+        landmarks=fold_subject_files("landmarks"),
     output:
         "results/imagesets/synth2d/fold{fold}/shard{shard}.h5",
     log:
@@ -55,7 +55,7 @@ rule synth2d_fidelity:
     input:
         model=rules.train_synth2d.output,
         detector=real_detector,
-        landmarks=fold_landmark_files,
+        landmarks=fold_subject_files("landmarks"),
         shards=fold_synth2d_shards,
     output:
         fidelity="results/synth2d/fold{fold}/label_fidelity.csv",

@@ -1,0 +1,208 @@
+# The synth3d arm: per fold, a 3D autoencoder and a mask-conditioned latent diffusion model
+# trained on the fold's training CTs; CTs generated for deformed training masks are rendered
+# with the drr arm's renderer, view sampler and image count. `snakemake synth3d` builds (or
+# reruns) this arm alone.
+
+
+rule train_synth3d_autoencoder:
+    input:
+        folds="results/cohort/folds.csv",
+        ct=fold_subject_files("ct"),
+        seg=fold_subject_files("segmentation"),
+    output:
+        "results/synth3d/fold{fold}/autoencoder.pt",
+    log:
+        "logs/synth3d/autoencoder_fold{fold}.log",
+    conda:
+        ENV
+    threads: config["synth3d"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=480,
+        gpu=gpu_request(),
+    params:
+        subjects=fold_training_subject_ids,
+        settings=synth3d_settings("autoencoder"),
+    shell:
+        "python -m xrayfactory --threads {threads} train-synth3d-autoencoder"
+        " --fold {wildcards.fold} --folds {input.folds} --subjects {params.subjects}"
+        " --ct {input.ct} --seg {input.seg} --out {output}"
+        " --settings {params.settings:q} 2> {log}"
+
+
+rule train_synth3d_diffusion:
+    input:
+        folds="results/cohort/folds.csv",
+        ct=fold_subject_files("ct"),
+        seg=fold_subject_files("segmentation"),
+        autoencoder=rules.train_synth3d_autoencoder.output,
+    output:
+        "results/synth3d/fold{fold}/diffusion.pt",
+    log:
+        "logs/synth3d/diffusion_fold{fold}.log",
+    conda:
+        ENV
+    threads: config["synth3d"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=gpu_request(),
+    params:
+        subjects=fold_training_subject_ids,
+        settings=synth3d_settings("diffusion"),
+    shell:
+        "python -m xrayfactory --threads {threads} train-synth3d-diffusion"
+        " --fold {wildcards.fold} --folds {input.folds} --subjects {params.subjects}"
+        " --ct {input.ct} --seg {input.seg} --autoencoder {input.autoencoder}"
+        " --out {output} --settings {params.settings:q} 2> {log}"
+
+
+rule sample_synth3d:
+    input:
+        folds="results/cohort/folds.csv",
+        ct=fold_subject_files("ct"),
+        seg=fold_subject_files("segmentation"),
+        landmarks=fold_subject_files("landmarks"),
+        autoencoder=rules.train_synth3d_autoencoder.output,
+        diffusion=rules.train_synth3d_diffusion.output,
+    output:
+        ct=synth3d_volumes("{fold}", "ct.nii.gz"),
+        seg=synth3d_volumes("{fold}", "seg.nii.gz"),
+        landmarks=synth3d_volumes("{fold}", "landmarks.csv"),
+    log:
+        "logs/synth3d/sample_fold{fold}.log",
+    conda:
+        ENV
+    threads: config["synth3d"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=gpu_request(),
+    params:
+        subjects=fold_training_subject_ids,
+        settings=synth3d_settings("sample"),
+    shell:
+        "python -m xrayfactory --threads {threads} sample-synth3d --fold {wildcards.fold}"
+        " --folds {input.folds} --subjects {params.subjects} --ct {input.ct}"
+        " --seg {input.seg} --landmarks {input.landmarks}"
+        " --autoencoder {input.autoencoder} --diffusion {input.diffusion}"
+        " --out-ct {output.ct} --out-seg {output.seg} --out-landmarks {output.landmarks}"
+        " --settings {params.settings:q} 2> {log}"
+
+
+rule render_synth3d:
+    input:
+        ct="results/synth3d/fold{fold}/vol{vol}/ct.nii.gz",
+        landmarks="results/synth3d/fold{fold}/vol{vol}/landmarks.csv",
+    output:
+        "results/imagesets/synth3d/fold{fold}/vol{vol}.h5",
+    log:
+        "logs/imagesets/synth3d/fold{fold}_vol{vol}.log",
+    wildcard_constraints:
+        vol=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=gpu_request(),
+    params:
+        settings=render_settings("drr"),
+    shell:
+        "python -m xrayfactory --threads {threads} render --arm synth3d"
+        " --subject synth3d-f{wildcards.fold}-v{wildcards.vol} --fold {wildcards.fold}"
+        " --ct {input.ct} --landmarks {input.landmarks} --out {output}"
+        " --settings {params.settings:q} 2> {log}"
+
+
+rule synth3d_volume_qc:
+    input:
+        ct="results/synth3d/fold{fold}/vol{vol}/ct.nii.gz",
+        seg="results/synth3d/fold{fold}/vol{vol}/seg.nii.gz",
+        landmarks="results/synth3d/fold{fold}/vol{vol}/landmarks.csv",
+    output:
+        report(
+            "results/synth3d/qc/fold{fold}_vol{vol}.png",
+            caption="../report/synth3d_qc.rst",
+            category="Generators",
+            subcategory="synth3d volumes",
+            labels={"fold": "{fold}", "volume": "{vol}"},
+        ),
+    log:
+        "logs/synth3d/qc_fold{fold}_vol{vol}.log",
+    wildcard_constraints:
+        vol=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=settings(names=config["landmarks"]["names"]),
+    shell:
+        "python -m xrayfactory --threads {threads} qc-subject --ct {input.ct} --seg {input.seg}"
+        " --landmarks {input.landmarks} --subject synth3d-f{wildcards.fold}-v{wildcards.vol}"
+        " --out {output} --settings {params.settings:q} 2> {log}"
+
+
+rule synth3d_quality:
+    input:
+        folds="results/cohort/folds.csv",
+        ct=fold_subject_files("ct"),
+        seg=fold_subject_files("segmentation"),
+        generated_ct=synth3d_volumes("{fold}", "ct.nii.gz"),
+        generated_seg=synth3d_volumes("{fold}", "seg.nii.gz"),
+    output:
+        "results/synth3d/fold{fold}/quality.csv",
+    log:
+        "logs/synth3d/quality_fold{fold}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        subjects=fold_training_subject_ids,
+        settings=synth3d_settings("quality"),
+    shell:
+        "python -m xrayfactory synth3d-quality --fold {wildcards.fold} --folds {input.folds}"
+        " --subjects {params.subjects} --ct {input.ct} --seg {input.seg}"
+        " --generated-ct {input.generated_ct} --generated-seg {input.generated_seg}"
+        " --out {output} --settings {params.settings:q} 2> {log}"
+
+
+rule report_synth3d:
+    input:
+        expand("results/synth3d/fold{fold}/quality.csv", fold=FOLD_IDS),
+    output:
+        report(
+            "results/report/synth3d_quality.csv",
+            caption="../report/synth3d_quality.rst",
+            category="Generators",
+            labels={"type": "table", "name": "synth3d volume quality"},
+        ),
+    log:
+        "logs/report/synth3d_quality.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m xrayfactory report-synth3d --out {output} {input} 2> {log}"
+
+
+rule synth3d:
+    input:
+        synth3d_shards(FOLD_IDS),
+        "results/qc/imageset_synth3d.png",
+        "results/report/synth3d_quality.csv",
+        expand(
+            "results/synth3d/qc/fold{fold}_vol{vol}.png",
+            fold=FOLD_IDS,
+            vol=range(config["synth3d"]["n_volumes"]),
+        ),
