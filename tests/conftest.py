@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -91,3 +92,11 @@ def sigterm_after_checkpoint(proc: subprocess.Popen, last: Path) -> str:
     assert proc.returncode == 143, err[-2000:]
     assert last.exists()
     return err
+
+
+def xrayfactory_cli(*args: str, wait: bool = True):
+    """Run `python -m xrayfactory --threads 1 ARGS` (or start it, with wait=False)."""
+    cmd = [sys.executable, "-m", "xrayfactory", "--threads", "1", *args]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

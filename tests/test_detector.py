@@ -4,8 +4,6 @@ checks, and the predict CLI on real radiographs (ingestion only)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import SHARED, sigterm_after_checkpoint, write_blob_shard
+from tests.conftest import SHARED, sigterm_after_checkpoint, write_blob_shard, xrayfactory_cli
 from xrayfactory.cohort import folds
 
 SIZE = 32
@@ -50,13 +48,6 @@ def study(tmp_path_factory):
     return d, shards
 
 
-def _cli(*args: str, wait: bool = True):
-    cmd = [sys.executable, "-m", "xrayfactory", "--threads", "1", *args]
-    if wait:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _run_args(d: Path) -> list[str]:
     return ["--arm", "real", "--fold", "0", "--seed", "0", "--folds", str(d / "folds.csv")]
 
@@ -68,7 +59,7 @@ def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
 
 def _evaluate(d: Path, shards: list[Path], model: Path, out: Path, size: int = SIZE):
     args = ["--model", str(model), "--image-size", str(size), "--out", str(out)]
-    return _cli("evaluate", *_run_args(d), *args, *map(str, shards))
+    return xrayfactory_cli("evaluate", *_run_args(d), *args, *map(str, shards))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +67,7 @@ def model(study) -> Path:
     """A detector trained without interruption (shared by the tests below)."""
     d, shards = study
     path = d / "full" / "model.pt"
-    r = _cli(*_train_args(d, shards, path))
+    r = xrayfactory_cli(*_train_args(d, shards, path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "training:" in r.stderr and "ETA" in r.stderr  # progress with rate and ETA
     return path
@@ -88,11 +79,11 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
 
     out = d / "resumed" / "model.pt"
     last = out.with_name("model.pt.last.pt")
-    err = sigterm_after_checkpoint(_cli(*_train_args(d, shards, out), wait=False), last)
+    err = sigterm_after_checkpoint(xrayfactory_cli(*_train_args(d, shards, out), wait=False), last)
     assert "SIGTERM received" in err
     assert last.exists() and not out.exists()
 
-    r = _cli(*_train_args(d, shards, out))
+    r = xrayfactory_cli(*_train_args(d, shards, out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming from" in r.stderr
     assert not last.exists()
@@ -130,7 +121,7 @@ DDH = SHARED / "data" / "ddh-xray"
 @pytest.mark.skipif(not DDH.exists(), reason="ddh-xray radiographs not available")
 def test_predict_cli_on_real_radiographs(model, tmp_path):
     images = sorted((DDH / "dicom").glob("*.dcm"))[:2] + sorted((DDH / "jpg").glob("*.jpg"))[:2]
-    r = _cli(
+    r = xrayfactory_cli(
         "predict", "--model", str(model), "--out-dir", str(tmp_path / "out"), *map(str, images)
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -144,7 +135,9 @@ def test_predict_cli_on_real_radiographs(model, tmp_path):
 def test_predict_refuses_an_unreadable_image(model, tmp_path):
     bad = tmp_path / "broken.dcm"
     bad.write_text("this is not DICOM")
-    r = _cli("predict", "--model", str(model), "--out-dir", str(tmp_path / "out"), str(bad))
+    r = xrayfactory_cli(
+        "predict", "--model", str(model), "--out-dir", str(tmp_path / "out"), str(bad)
+    )
     assert r.returncode == 2 and f"{bad}: not a readable X-ray image" in r.stderr
     assert not (tmp_path / "out" / "landmarks.csv").exists()
 
@@ -155,7 +148,9 @@ def test_training_on_gpu(study, tmp_path):
     d, shards = study
     settings = json.dumps({"seed": 0, "device": "cuda", "detector": SETTINGS})
     out = tmp_path / "gpu.pt"
-    r = _cli("train", *_run_args(d), "--out", str(out), "--settings", settings, *map(str, shards))
+    r = xrayfactory_cli(
+        "train", *_run_args(d), "--out", str(out), "--settings", settings, *map(str, shards)
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert _evaluate(d, shards, out, tmp_path / "p.csv").returncode == 0
     p = pd.read_csv(tmp_path / "p.csv")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import sigterm_after_checkpoint, write_blob_shard
+from tests.conftest import sigterm_after_checkpoint, write_blob_shard, xrayfactory_cli
 from xrayfactory.cohort import folds
 from xrayfactory.detector import preprocess
 from xrayfactory.errors import InputError
@@ -128,13 +126,6 @@ def study(tmp_path_factory):
     return d, shards
 
 
-def _cli(*args: str, wait: bool = True):
-    cmd = [sys.executable, "-m", "xrayfactory", "--threads", "1", *args]
-    if wait:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
     settings = json.dumps({"seed": 0, "device": "cpu", "synth2d": TINY})
     return [
@@ -155,7 +146,7 @@ def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
 def generator(study) -> Path:
     d, shards = study
     path = d / "full" / "model.pt"
-    r = _cli(*_train_args(d, shards, path))
+    r = xrayfactory_cli(*_train_args(d, shards, path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "synth2d training:" in r.stderr and "ETA" in r.stderr
     return path
@@ -170,9 +161,9 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, generator):
     d, shards = study
     out = d / "resumed" / "model.pt"
     last = out.with_name("model.pt.last.pt")
-    sigterm_after_checkpoint(_cli(*_train_args(d, shards, out), wait=False), last)
+    sigterm_after_checkpoint(xrayfactory_cli(*_train_args(d, shards, out), wait=False), last)
     assert last.exists() and not out.exists()
-    r = _cli(*_train_args(d, shards, out))
+    r = xrayfactory_cli(*_train_args(d, shards, out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming from" in r.stderr and not last.exists()
     a = torch.load(generator, weights_only=True)["model"]
@@ -216,7 +207,7 @@ def test_gpu_training_with_mixed_precision_and_compile(study, tmp_path):
     out = tmp_path / "gpu.pt"
     args = _train_args(d, shards, out)
     args[args.index("--settings") + 1] = settings
-    r = _cli(*args)
+    r = xrayfactory_cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     gen = Synth2D(out, device="cuda")
     lm = np.full((2, len(NAMES), 2), 8.0)

@@ -4,8 +4,6 @@ resume, quality measures."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import sigterm_after_checkpoint, sphere_volume
+from tests.conftest import sigterm_after_checkpoint, sphere_volume, xrayfactory_cli
 from xrayfactory.cohort import folds, rng_for
 from xrayfactory.config import validate_config
 from xrayfactory.ctgrid import (
@@ -193,13 +191,6 @@ def study(tmp_path_factory):
     return d
 
 
-def _cli(*args: str, wait: bool = True):
-    cmd = [sys.executable, "-m", "xrayfactory", "--threads", "1", *args]
-    if wait:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _fold0(d: Path, *kinds: str, subjects=("s1", "s2")) -> list[str]:
     args = ["--fold", "0", "--folds", str(d / "folds.csv"), "--subjects", *subjects]
     for kind in kinds:
@@ -216,11 +207,11 @@ def _train(d: Path, stage: str, out: Path, *extra: str) -> list[str]:
 def models(study):
     d = study
     ae = d / "full" / "autoencoder.pt"
-    r = _cli(*_train(d, "train-synth3d-autoencoder", ae))
+    r = xrayfactory_cli(*_train(d, "train-synth3d-autoencoder", ae))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "synth3d autoencoder training:" in r.stderr and "ETA" in r.stderr
     ldm = d / "full" / "diffusion.pt"
-    r = _cli(*_train(d, "train-synth3d-diffusion", ldm, "--autoencoder", str(ae)))
+    r = xrayfactory_cli(*_train(d, "train-synth3d-diffusion", ldm, "--autoencoder", str(ae)))
     assert r.returncode == 0, r.stderr[-2000:]
     return ae, ldm
 
@@ -229,7 +220,9 @@ def test_a_generator_refuses_subjects_other_than_the_folds(study):
     out = study / "x.pt"
     settings = json.dumps({"seed": 0, "device": "cpu", "synth3d": TINY})
     args = _fold0(study, "ct", "seg", subjects=("s0", "s1"))
-    r = _cli("train-synth3d-autoencoder", *args, "--settings", settings, "--out", str(out))
+    r = xrayfactory_cli(
+        "train-synth3d-autoencoder", *args, "--settings", settings, "--out", str(out)
+    )
     assert r.returncode == 2
     assert "fold 0 trains on ['s1', 's2'], but synth3d was given ['s0', 's1']" in r.stderr
     assert not out.exists()
@@ -239,9 +232,11 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, models):
     d = study
     out = d / "resumed" / "autoencoder.pt"
     last = out.with_name("autoencoder.pt.last.pt")
-    sigterm_after_checkpoint(_cli(*_train(d, "train-synth3d-autoencoder", out), wait=False), last)
+    sigterm_after_checkpoint(
+        xrayfactory_cli(*_train(d, "train-synth3d-autoencoder", out), wait=False), last
+    )
     assert last.exists() and not out.exists()
-    r = _cli(*_train(d, "train-synth3d-autoencoder", out))
+    r = xrayfactory_cli(*_train(d, "train-synth3d-autoencoder", out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming synth3d autoencoder training" in r.stderr and not last.exists()
     a = torch.load(models[0], weights_only=True)
@@ -254,7 +249,7 @@ def _sample(d: Path, models, out: Path, n: int = 3):
     out.mkdir(parents=True, exist_ok=True)
     vols = [out / f"vol{k}" for k in range(n)]
     lms = [str(d / f"{s}_lm.csv") for s in ("s1", "s2")]
-    return _cli(
+    return xrayfactory_cli(
         "sample-synth3d",
         *_fold0(d, "ct", "seg"),
         "--landmarks",
@@ -298,7 +293,7 @@ def test_train_then_sample_makes_cts_on_the_model_grid_with_carried_landmarks(st
         assert np.array_equal(a, load_ct(d / "again" / f"vol{k}_ct.nii.gz").data)
     # quality of the generated volumes against the fold's real CTs
     gen = [d / "gen" / f"vol{k}" for k in range(3)]
-    r = _cli(
+    r = xrayfactory_cli(
         "synth3d-quality",
         *_fold0(d, "ct", "seg"),
         "--generated-ct",
@@ -324,6 +319,6 @@ def test_gpu_training_with_bf16_and_activation_checkpointing(study, tmp_path):
     settings = json.dumps({"seed": 0, "device": "cuda", "synth3d": TINY})
     out = tmp_path / "ae.pt"
     args = ["train-synth3d-autoencoder", *_fold0(study, "ct", "seg"), "--settings", settings]
-    r = _cli(*args, "--out", str(out))
+    r = xrayfactory_cli(*args, "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert np.isfinite(torch.load(out, weights_only=True)["scale_factor"])

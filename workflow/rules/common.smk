@@ -247,6 +247,26 @@ def output_dir(wildcards, output):
     return str(Path(output[0]).parent)
 
 
+def generator_outputs(arm):
+    """A generated arm's image sets, QC figures and report tables (its target rule's inputs)."""
+    if arm == "synth2d":
+        return [
+            synth2d_shards(FOLD_IDS),
+            "results/qc/imageset_synth2d.png",
+            "results/report/label_fidelity.csv",
+        ]
+    return [
+        synth3d_shards(FOLD_IDS),
+        "results/qc/imageset_synth3d.png",
+        expand(
+            "results/synth3d/qc/fold{fold}_vol{vol}.png",
+            fold=FOLD_IDS,
+            vol=range(config["synth3d"]["n_volumes"]),
+        ),
+        "results/report/synth3d_quality.csv",
+    ]
+
+
 def all_outputs():
     out = [
         "results/cohort/folds.csv",
@@ -261,23 +281,9 @@ def all_outputs():
             subject=imageset_subjects(arm),
         )
         out.append(f"results/qc/imageset_{arm}.png")
-    if "synth3d" in ARMS:
-        out += [
-            synth3d_shards(FOLD_IDS),
-            "results/qc/imageset_synth3d.png",
-            expand(
-                "results/synth3d/qc/fold{fold}_vol{vol}.png",
-                fold=FOLD_IDS,
-                vol=range(config["synth3d"]["n_volumes"]),
-            ),
-            "results/report/synth3d_quality.csv",
-        ]
-    if "synth2d" in ARMS:
-        out += [
-            synth2d_shards(FOLD_IDS),
-            "results/qc/imageset_synth2d.png",
-            "results/report/label_fidelity.csv",
-        ]
+    for arm in ("synth3d", "synth2d"):
+        if arm in ARMS:
+            out += generator_outputs(arm)
     out += [
         "results/report/metrics.csv",
         "results/report/examples.png",

@@ -111,6 +111,4 @@ rule report_synth2d:
 
 rule synth2d:
     input:
-        synth2d_shards(FOLD_IDS),
-        "results/qc/imageset_synth2d.png",
-        "results/report/label_fidelity.csv",
+        generator_outputs("synth2d"),

@@ -198,11 +198,4 @@ rule report_synth3d:
 
 rule synth3d:
     input:
-        synth3d_shards(FOLD_IDS),
-        "results/qc/imageset_synth3d.png",
-        "results/report/synth3d_quality.csv",
-        expand(
-            "results/synth3d/qc/fold{fold}_vol{vol}.png",
-            fold=FOLD_IDS,
-            vol=range(config["synth3d"]["n_volumes"]),
-        ),
+        generator_outputs("synth3d"),

@@ -139,15 +139,19 @@ def build_unet(
     )
 
 
-def noise_schedule(d: DiffusionSettings) -> DDPMScheduler:
+def _schedule(d: DiffusionSettings) -> dict:
     """The latent-diffusion schedule of MONAI's tutorials (scaled linear betas)."""
-    return DDPMScheduler(
-        num_train_timesteps=d.timesteps,
-        schedule="scaled_linear_beta",
-        beta_start=0.0015,
-        beta_end=0.0195,
-        prediction_type=d.prediction,
-    )
+    return {
+        "num_train_timesteps": d.timesteps,
+        "schedule": "scaled_linear_beta",
+        "beta_start": 0.0015,
+        "beta_end": 0.0195,
+        "prediction_type": d.prediction,
+    }
+
+
+def noise_schedule(d: DiffusionSettings) -> DDPMScheduler:
+    return DDPMScheduler(**_schedule(d))
 
 
 def make_sampler(kind: str, steps: int, d: DiffusionSettings):
@@ -158,14 +162,7 @@ def make_sampler(kind: str, steps: int, d: DiffusionSettings):
         return sched
     if kind != "ddim":
         raise InputError("sampler", f"unknown sampler {kind!r} (one of {', '.join(SAMPLERS)})")
-    sched = DDIMScheduler(
-        num_train_timesteps=d.timesteps,
-        schedule="scaled_linear_beta",
-        beta_start=0.0015,
-        beta_end=0.0195,
-        clip_sample=False,
-        prediction_type=d.prediction,
-    )
+    sched = DDIMScheduler(**_schedule(d), clip_sample=False)
     sched.set_timesteps(steps)
     return sched
 
@@ -249,6 +246,14 @@ def _kl(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return kl.sum(dim=(1, 2, 3, 4)).mean()
 
 
+def encode(
+    ae: AutoencoderKL, volumes: torch.Tensor, scale: float, dev: torch.device
+) -> torch.Tensor:
+    """Scaled latent means (N, latent_channels, ...) of (N, 1, *shape) volumes, on the CPU."""
+    with torch.no_grad():
+        return torch.cat([ae.encode(v[None].to(dev))[0].float().cpu() for v in volumes]) * scale
+
+
 def train_autoencoder(
     volumes: np.ndarray,
     spec: GridSpec,
@@ -282,11 +287,7 @@ def train_autoencoder(
     key = {"digest": _digest(spec, a, r), "meta": meta}
     last = out.with_name(out.name + ".last.pt")
     _fit(net, a.steps, a.learning_rate, loss_at, last, key, r, "synth3d autoencoder training")
-    with torch.no_grad():
-        mu = torch.cat(
-            [net.encode(x_all[i : i + 1].to(dev))[0].float().cpu() for i in range(len(x_all))]
-        )
-    scale = float(1 / mu.std())
+    scale = float(1 / encode(net, x_all, 1.0, dev).std())
     final = {
         "model": net.state_dict(),
         "scale_factor": scale,
@@ -321,14 +322,6 @@ def load_autoencoder(
     net = build_autoencoder(a)
     net.load_state_dict(ckpt["model"])
     return net.eval(), float(ckpt["scale_factor"]), _spec(ckpt["grid"]), a, ckpt.get("meta", {})
-
-
-def encode(
-    ae: AutoencoderKL, volumes: torch.Tensor, scale: float, dev: torch.device
-) -> torch.Tensor:
-    """Scaled latent means (N, latent_channels, ...) of (N, 1, *shape) volumes, on the CPU."""
-    with torch.no_grad():
-        return torch.cat([ae.encode(v[None].to(dev))[0].float().cpu() for v in volumes]) * scale
 
 
 def _target(sched: DDPMScheduler, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):

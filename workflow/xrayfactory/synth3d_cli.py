@@ -108,16 +108,18 @@ def cmd_sample(a: argparse.Namespace) -> None:
         raise InputError(a.autoencoder, f"trained for fold {model.meta.get('fold')}, not {a.fold}")
     params = DeformationParams(**s["deformation"])
     sampler = s["sampler"]
+    sources = []  # (ct, seg, landmarks) per training subject, each read once
+    for i in range(len(subjects)):
+        ct, seg = _load(a, i)
+        sources.append((ct, seg, load_landmarks(a.landmarks[i], s["names"], ct)))
     n = len(a.out_ct)
     progress = Progress(n, "synth3d generation", unit="volumes", interval=0)
     for start in range(0, n, sampler["batch_size"]):
         masks = []
         for k in range(start, min(n, start + sampler["batch_size"])):
             i = k % len(subjects)
-            ct, seg = _load(a, i)
-            lm = load_landmarks(a.landmarks[i], s["names"], ct)
             rng = rng_for(s["seed"], "synth3d-mask", a.fold, k)
-            masks.append(deformed_mask(subjects[i], ct, seg, lm, model.spec, params, rng))
+            masks.append(deformed_mask(subjects[i], *sources[i], model.spec, params, rng))
         volumes = model.generate(
             np.stack([m.condition for m in masks]),
             sampler=sampler["kind"],
