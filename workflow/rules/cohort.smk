@@ -10,6 +10,8 @@ rule fetch_demo_data:
         "logs/cohort/fetch_demo_data.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=1000,
@@ -35,6 +37,8 @@ rule demo_landmarks:
         "logs/cohort/demo_landmarks.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=4000,
@@ -59,6 +63,8 @@ rule demo_subject:
         "logs/cohort/subject_{subject}.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=4000,
@@ -86,6 +92,8 @@ rule cohort_sheet:
         "logs/cohort/cohort_sheet.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=500,
@@ -116,6 +124,8 @@ rule subject_qc:
         "logs/cohort/qc_{subject}.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=4000,
@@ -135,6 +145,8 @@ rule folds:
         "logs/cohort/folds.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=500,

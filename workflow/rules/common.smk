@@ -29,6 +29,9 @@ try:
 except InputError as e:
     raise WorkflowError(f"error: {e}") from None
 
+# Job images (--sdm apptainer): GPU-capable rules run in the CUDA image, the rest in the CPU one.
+CPU_IMAGE = config["containers"]["cpu"]
+CUDA_IMAGE = config["containers"]["cuda"]
 TRAIN_SUBJECTS = sorted(set(FOLDS.loc[FOLDS.role == "train", "subject"]))
 DEMO = Path("resources") / "pelvis-ct"
 
@@ -76,8 +79,9 @@ def render_params(wildcards):
 
 
 def gpu_request():
-    """GPUs a GPU-capable job asks the scheduler for: 1 when the config says cuda."""
-    return 1 if config["device"] == "cuda" else 0
+    """GPUs a GPU-capable job asks the scheduler for: 1 unless the config says cpu (`auto`
+    asks for one and falls back to the CPU where the job lands without one)."""
+    return 0 if config["device"] == "cpu" else 1
 
 
 def imageset_subjects(arm):

@@ -12,6 +12,8 @@ rule train_detector:
         "logs/detector/{arm}/fold{fold}_seed{seed}.log",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: config["detector"]["threads"]
     resources:
         mem_mb=4000,
@@ -36,6 +38,8 @@ rule evaluate_detector:
         "logs/evaluate/{arm}/fold{fold}_seed{seed}.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=2000,
@@ -59,6 +63,8 @@ rule baseline_predictions:
         "logs/evaluate/baseline/fold{fold}_seed{seed}.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=2000,
@@ -83,6 +89,8 @@ rule realism:
         "logs/realism/{arm}/fold{fold}.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=2000,

@@ -14,6 +14,8 @@ rule render_imageset:
         arm="real|drr",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: 1
     resources:
         mem_mb=6000,
@@ -43,6 +45,8 @@ rule imageset_qc:
         arm="real|drr|synth3d|synth2d",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=2000,

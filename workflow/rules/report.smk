@@ -43,6 +43,8 @@ rule report:
         "logs/report/report.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=2000,
@@ -74,6 +76,8 @@ rule report_realism:
         "logs/report/realism.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=1000,

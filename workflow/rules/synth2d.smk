@@ -13,6 +13,8 @@ rule train_synth2d:
         "logs/synth2d/train_fold{fold}.log",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: config["synth2d"]["threads"]
     resources:
         mem_mb=6000,
@@ -38,6 +40,8 @@ rule sample_synth2d:
         shard=r"\d+",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: config["synth2d"]["threads"]
     resources:
         mem_mb=4000,
@@ -64,6 +68,8 @@ rule synth2d_fidelity:
         "logs/synth2d/fidelity_fold{fold}.log",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: config["synth2d"]["threads"]
     resources:
         mem_mb=4000,
@@ -99,6 +105,8 @@ rule report_synth2d:
         "logs/report/synth2d.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=1000,

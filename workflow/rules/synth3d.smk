@@ -15,6 +15,8 @@ rule train_synth3d_autoencoder:
         "logs/synth3d/autoencoder_fold{fold}.log",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: config["synth3d"]["threads"]
     resources:
         mem_mb=8000,
@@ -42,6 +44,8 @@ rule train_synth3d_diffusion:
         "logs/synth3d/diffusion_fold{fold}.log",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: config["synth3d"]["threads"]
     resources:
         mem_mb=8000,
@@ -73,6 +77,8 @@ rule sample_synth3d:
         "logs/synth3d/sample_fold{fold}.log",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: config["synth3d"]["threads"]
     resources:
         mem_mb=8000,
@@ -102,6 +108,8 @@ rule render_synth3d:
         vol=r"\d+",
     conda:
         ENV
+    container:
+        CUDA_IMAGE
     threads: 1
     resources:
         mem_mb=6000,
@@ -135,6 +143,8 @@ rule synth3d_volume_qc:
         vol=r"\d+",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=2000,
@@ -160,6 +170,8 @@ rule synth3d_quality:
         "logs/synth3d/quality_fold{fold}.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=4000,
@@ -188,6 +200,8 @@ rule report_synth3d:
         "logs/report/synth3d_quality.log",
     conda:
         ENV
+    container:
+        CPU_IMAGE
     threads: 1
     resources:
         mem_mb=1000,

@@ -1,0 +1,29 @@
+# xrayfactory CUDA image: GPU rules (DeepDRR rendering, detector and diffusion training and
+# sampling). A -devel base: DeepDRR compiles its CUDA kernels with nvcc at run time and renders
+# through an EGL context. Build from the repository root: envs/build-images.sh cuda
+FROM nvidia/cuda:12.6.3-cudnn-devel-ubuntu22.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MPLBACKEND=Agg \
+    PYOPENGL_PLATFORM=egl \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics \
+    PATH=/opt/venv/bin:$PATH
+
+# python3.11 for the package; EGL/GL and libusb for DeepDRR's renderer and open3d.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.11 python3.11-venv libegl1 libgl1 libglvnd0 libgomp1 libusb-1.0-0 \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3.11 -m venv /opt/venv
+
+WORKDIR /opt/xrayfactory
+COPY pyproject.toml README.md ./
+COPY workflow/xrayfactory workflow/xrayfactory
+# torch pinned in the same command as the `gpu` extra: deepdrr alone would upgrade it.
+RUN pip install "torch==2.13.0" ".[gpu]" \
+    && python -m xrayfactory --help > /dev/null
+
+LABEL org.opencontainers.image.title="xrayfactory-cuda" \
+      org.opencontainers.image.version="0.1.0"
