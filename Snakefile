@@ -15,6 +15,18 @@ include: "workflow/rules/detector.smk"
 include: "workflow/rules/report.smk"
 
 
+# Run beside Snakemake, never submitted to a cluster: the download (compute nodes often have
+# no internet) and the second-long bookkeeping and table jobs.
+localrules:
+    all,
+    fetch_demo_data,
+    folds,
+    cohort_sheet,
+    report_realism,
+    report_synth2d,
+    report_synth3d,
+
+
 rule all:
     default_target: True
     input:

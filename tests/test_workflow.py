@@ -3,11 +3,7 @@ and a user cohort sheet plugging in without code."""
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import nibabel as nib
@@ -16,80 +12,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import DEMO_DIR, REPO
+from tests.conftest import REPO
+from tests.study import TINY, planned_jobs, run, study_dir
 from xrayfactory.cohort import folds
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-
-TINY = {
-    "demo_data": {"mirror": str(DEMO_DIR)},
-    "cohort": {"n_subjects": 3},
-    "split": {"scheme": "kfold", "n_folds": 3},
-    "carm": {"pixel_spacing": 0.28, "downsample": 48},
-    "drr": {"images_per_subject": 3},
-    "real": {"images_per_subject": 2},
-    "synth2d": {
-        "image_size": 16,
-        "channels": [8, 8],
-        "attention": False,
-        "train_steps": 4,
-        "batch_size": 2,
-        "n_images": 4,
-        "shard_size": 2,
-        "sampler": {"kind": "dpmsolver++", "steps": 2},
-        "fidelity": {"n_images": 2, "samplers": [{"kind": "ddim", "steps": 2}]},
-    },
-    "synth3d": {
-        "shape": [16, 16, 16],
-        "spacing_mm": 24.0,
-        "autoencoder": {"channels": [4, 8], "patch": [16, 16, 16], "steps": 2},
-        "diffusion": {"channels": [8, 8], "steps": 2},
-        "n_volumes": 2,
-        "sampler": {"kind": "ddim", "steps": 2},
-    },
-    "detector": {
-        "arms": ["real", "drr", "synth3d", "synth2d"],
-        "train_images": 4,
-        "image_size": 16,
-        "sigma_px": 1.0,
-        "channels": [4, 8],
-        "res_units": 0,
-        "batch_size": 2,
-        "epochs": 2,
-    },
-    "device": "cpu",
-}
-
-
-def _workdir(tmp_path: Path, config: dict) -> Path:
-    (tmp_path / "config").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path
-
-
-def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True, timeout=900
-    )
-
-
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """{rule: count} from a dry run's job table."""
-    r = _run(workdir, "-n", *args)
-    assert r.returncode == 0, r.stderr + r.stdout
-    out = r.stdout + r.stderr
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:")[1].split("Reasons:")[0]
-    return {
-        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
-    }
 
 
 def test_dag_of_the_default_configuration(tmp_path):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["split"] = {"scheme": "loso"}
-    jobs = planned_jobs(_workdir(tmp_path, config))
+    jobs = planned_jobs(study_dir(tmp_path, config))
     n = config["cohort"]["n_subjects"]
     arms = config["detector"]["arms"]
     assert "synth2d" in arms and "synth3d" in arms
@@ -126,9 +57,9 @@ def test_dag_of_the_default_configuration(tmp_path):
 
 
 def test_generators_never_see_test_subjects(tmp_path):
-    workdir = _workdir(tmp_path, TINY)
+    workdir = study_dir(tmp_path, TINY)
     targets = ["results/synth2d/fold1/model.pt", "results/synth3d/fold1/quality.csv"]
-    r = _run(workdir, "-n", "-p", "--forceall", *targets)
+    r = run(workdir, "-n", "-p", "--forceall", *targets)
     assert r.returncode == 0, r.stderr
     test = folds(["demo00", "demo01", "demo02"], "kfold", 3).query("fold == 1 and role == 'test'")
     assert test.subject.tolist() == ["demo01"]
@@ -143,8 +74,8 @@ def test_generators_never_see_test_subjects(tmp_path):
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
-    workdir = _workdir(tmp_path, {**TINY, "drr": {"kvp": "high"}})
-    r = _run(workdir, "--cores", "1")
+    workdir = study_dir(tmp_path, {**TINY, "drr": {"kvp": "high"}})
+    r = run(workdir, "--cores", "1")
     assert r.returncode != 0
     assert "key drr.kvp: 'high' is not of type 'number'" in r.stderr
     assert not (workdir / "results").exists() and not (workdir / "resources" / "pelvis-ct").exists()
@@ -152,8 +83,8 @@ def test_invalid_config_stops_before_any_job(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
-    workdir = _workdir(tmp_path / "demo", TINY)
-    r = _run(workdir, "--cores", "2")
+    workdir = study_dir(tmp_path / "demo", TINY)
+    r = run(workdir, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     res = workdir / "results"
     sheet = pd.read_csv(res / "cohort" / "subjects.tsv", sep="\t")
@@ -212,16 +143,16 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
     shutil.rmtree(res / "report")
     reports = {"report": 1, "report_realism": 1, "report_synth2d": 1, "report_synth3d": 1}
     assert planned_jobs(workdir) == {**reports, "all": 1}
-    r = _run(workdir, "--cores", "2")
+    r = run(workdir, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert pd.read_csv(res / "report" / "metrics.csv").equals(metrics)
-    r = _run(workdir, "--report", str(workdir / "report.html"))
+    r = run(workdir, "--report", str(workdir / "report.html"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert (workdir / "report.html").stat().st_size > 10_000
 
     # a sampler change resamples synth2d and reruns what depends on it, nothing else
     changed = {**TINY, "synth2d": {**TINY["synth2d"], "sampler": {"kind": "ddim", "steps": 3}}}
-    assert planned_jobs(_workdir(workdir, changed)) == {
+    assert planned_jobs(study_dir(workdir, changed)) == {
         "sample_synth2d": 6,
         "synth2d_fidelity": 3,
         "imageset_qc": 1,
@@ -235,7 +166,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
     }
     # a synth3d sampler change regenerates its CTs and what depends on them, nothing else
     changed = {**TINY, "synth3d": {**TINY["synth3d"], "sampler": {"kind": "ddpm"}}}
-    assert planned_jobs(_workdir(workdir, changed)) == {
+    assert planned_jobs(study_dir(workdir, changed)) == {
         "sample_synth3d": 3,
         "render_synth3d": 6,
         "synth3d_volume_qc": 6,
@@ -249,13 +180,23 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
         "report_realism": 1,
         "all": 1,
     }
-    _workdir(workdir, TINY)
+    study_dir(workdir, TINY)
 
     # a user's cohort in the same layout plugs in through the config alone
-    user = _workdir(
+    user = study_dir(
         tmp_path / "user",
         {**TINY, "cohort": {"source": "sheet", "sheet": str(res / "cohort" / "subjects.tsv")}},
     )
     jobs = planned_jobs(user)
     assert "demo_subject" not in jobs and "fetch_demo_data" not in jobs
     assert jobs["render_imageset"] == 6 and jobs["subject_qc"] == 3 and jobs["report"] == 1
+
+
+def test_paper_scale_study_plans_within_500_jobs(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    paper = REPO / "benchmarks" / "paper_scale.yaml"
+    jobs = planned_jobs(study_dir(tmp_path, config), "--configfile", str(paper))
+    assert sum(jobs.values()) <= 500
+    assert jobs["train_detector"] == jobs["evaluate_detector"] == 6 * 4 * 3
+    assert jobs["render_imageset"] == 12 and jobs["sample_synth2d"] == 6 * 4
+    assert jobs["render_synth3d"] == 6 * 5 and jobs["report"] == 1
