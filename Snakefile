@@ -15,10 +15,14 @@ include: "workflow/rules/detector.smk"
 include: "workflow/rules/report.smk"
 
 
-# Run beside Snakemake, never submitted to a cluster: the download (compute nodes often have
-# no internet) and the second-long bookkeeping and table jobs.
+# Run beside Snakemake, never submitted to a cluster: the targets, the download (compute nodes
+# often have no internet) and the second-long bookkeeping and table jobs.
 localrules:
     all,
+    real,
+    drr,
+    synth3d,
+    synth2d,
     fetch_demo_data,
     folds,
     cohort_sheet,

@@ -23,7 +23,9 @@ def rules():
     """The workflow's rules that run a command, as Snakemake parses them."""
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(
-            resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO
+            resource_settings=ResourceSettings(),
+            snakefile=REPO / "Snakefile",
+            workdir=REPO,
         )
         return [rule for rule in workflow._workflow.rules if rule.shellcmd]
 

@@ -51,7 +51,13 @@ def test_study_on_a_local_slurm_cluster(tmp_path):
     workdir = study_dir(tmp_path / "study", STUDY)
     with local_cluster(tmp_path / "slurm"):
         start = time.monotonic()
-        cmd = [*SNAKEMAKE, "-d", str(workdir), "--profile", str(REPO / "workflow/profiles/slurm")]
+        cmd = [
+            *SNAKEMAKE,
+            "-d",
+            str(workdir),
+            "--workflow-profile",
+            str(REPO / "workflow/profiles/slurm"),
+        ]
         try:
             r = subprocess.run(
                 [*cmd, *LOCAL, *TARGETS], capture_output=True, text=True, timeout=TIMEOUT_S

@@ -1,9 +1,16 @@
-"""The Snakemake workflow: DAG structure, config errors before any job, a tiny end-to-end run,
-and a user cohort sheet plugging in without code."""
+"""The Snakemake workflow: DAG structure, config errors before any job, a tiny end-to-end run
+(rerun one arm, report from cache, resume after a kill), and a user cohort sheet plugging in
+without code."""
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import h5py
 import nibabel as nib
@@ -13,14 +20,15 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.study import TINY, planned_jobs, run, study_dir
+from tests.study import SNAKEMAKE, TINY, planned_jobs, run, study_dir
 from xrayfactory.cohort import folds
 
 
 def test_dag_of_the_default_configuration(tmp_path):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["split"] = {"scheme": "loso"}
-    jobs = planned_jobs(study_dir(tmp_path, config))
+    local = REPO / "workflow" / "profiles" / "default"  # the README's first command
+    jobs = planned_jobs(study_dir(tmp_path, config), "--workflow-profile", str(local))
     n = config["cohort"]["n_subjects"]
     arms = config["detector"]["arms"]
     assert "synth2d" in arms and "synth3d" in arms
@@ -81,11 +89,18 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     assert not (workdir / "results").exists() and not (workdir / "resources" / "pelvis-ct").exists()
 
 
-@pytest.mark.slow
-def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
-    workdir = study_dir(tmp_path / "demo", TINY)
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory) -> Path:
+    """The tiny study, run to the end once (uninterrupted) for the tests below."""
+    workdir = study_dir(tmp_path_factory.mktemp("tiny"), TINY)
     r = run(workdir, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
+    workdir = tiny_study
     res = workdir / "results"
     sheet = pd.read_csv(res / "cohort" / "subjects.tsv", sep="\t")
     assert sheet.subject.tolist() == ["demo00", "demo01", "demo02"]
@@ -152,16 +167,32 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
 
     # a sampler change resamples synth2d and reruns what depends on it, nothing else
     changed = {**TINY, "synth2d": {**TINY["synth2d"], "sampler": {"kind": "ddim", "steps": 3}}}
-    assert planned_jobs(study_dir(workdir, changed)) == {
+    arm_jobs = {
         "sample_synth2d": 6,
         "synth2d_fidelity": 3,
         "imageset_qc": 1,
         "train_detector": 3,
         "evaluate_detector": 3,
         "realism": 3,
+        "report_synth2d": 1,
+    }
+    study_dir(workdir, changed)
+    assert planned_jobs(workdir) == {**arm_jobs, "report": 1, "report_realism": 1, "all": 1}
+    assert planned_jobs(workdir, "synth2d") == {**arm_jobs, "synth2d": 1}  # the arm's target
+    # a drr renderer change re-renders the DRR arms (drr; synth3d shares its renderer by
+    # design) and reruns what depends on them: no real or synth2d job, no synth3d generator job
+    changed = {**TINY, "drr": {**TINY["drr"], "kvp": 100.0}}
+    arm_jobs = {"render_imageset": 3, "imageset_qc": 1, "train_detector": 3}
+    arm_jobs |= {"evaluate_detector": 3, "realism": 3}
+    study_dir(workdir, changed)
+    assert planned_jobs(workdir, "drr") == {**arm_jobs, "drr": 1}
+    assert planned_jobs(workdir) == {
+        "render_imageset": 3,
+        "render_synth3d": 6,
+        **{rule: 2 * arm_jobs[rule] for rule in ("imageset_qc", "train_detector")},
+        **{rule: 2 * arm_jobs[rule] for rule in ("evaluate_detector", "realism")},
         "report": 1,
         "report_realism": 1,
-        "report_synth2d": 1,
         "all": 1,
     }
     # a synth3d sampler change regenerates its CTs and what depends on them, nothing else
@@ -190,6 +221,48 @@ def test_tiny_study_end_to_end_then_user_sheet(tmp_path):
     jobs = planned_jobs(user)
     assert "demo_subject" not in jobs and "fetch_demo_data" not in jobs
     assert jobs["render_imageset"] == 6 and jobs["subject_qc"] == 3 and jobs["report"] == 1
+
+
+def _incomplete(workdir: Path) -> set[Path]:
+    """Outputs Snakemake marked incomplete (jobs running when it died)."""
+    markers = (workdir / ".snakemake" / "incomplete").glob("*")
+    return {workdir / base64.b64decode(m.name).decode() for m in markers if m.is_file()}
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_metrics(tiny_study, tmp_path):
+    """SIGKILL on Snakemake and its jobs mid-run (a lost login node), then --rerun-incomplete:
+    finished jobs are kept, and the metrics equal those of the uninterrupted tiny study."""
+    workdir = study_dir(
+        tmp_path, {**TINY, "detector": {**TINY["detector"], "arms": ["real", "drr"]}}
+    )
+    res = workdir / "results"
+    log = (tmp_path / "killed.log").open("w")
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "-d", str(workdir), "--cores", "2"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not list(res.glob("detector/*/*/*/model.pt")):  # some detectors trained, more to go
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended before the kill"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = {p: p.stat().st_mtime_ns for p in res.rglob("*") if p.is_file()}
+    redo = _incomplete(workdir)
+    assert kept and not (workdir / "results" / "report").exists()
+
+    assert run(workdir, "--unlock").returncode == 0  # the dead run's lock
+    r = run(workdir, "--cores", "2", "--rerun-incomplete")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for path, mtime in kept.items():
+        if path not in redo:
+            assert path.stat().st_mtime_ns == mtime, f"{path} was redone"
+    metrics = pd.read_csv(res / "report" / "metrics.csv").set_index("arm")
+    reference = pd.read_csv(tiny_study / "results" / "report" / "metrics.csv").set_index("arm")
+    pd.testing.assert_frame_equal(metrics, reference.loc[metrics.index])
 
 
 def test_paper_scale_study_plans_within_500_jobs(tmp_path):

@@ -252,7 +252,7 @@ def output_dir(wildcards, output):
 
 
 def generator_outputs(arm):
-    """A generated arm's image sets, QC figures and report tables (its target rule's inputs)."""
+    """A generated arm's image sets, QC figures and report tables."""
     if arm == "synth2d":
         return [
             synth2d_shards(FOLD_IDS),
@@ -271,6 +271,32 @@ def generator_outputs(arm):
     ]
 
 
+def arm_outputs(arm):
+    """What `snakemake <arm>` builds: the arm's image sets and QC (a generated arm's models,
+    QC and tables too) and, when it is a detector arm, its runs' predictions and realism.
+    """
+    if arm in ("real", "drr"):
+        out = [
+            expand(
+                "results/imagesets/{arm}/{subject}.h5",
+                arm=arm,
+                subject=imageset_subjects(arm),
+            ),
+            f"results/qc/imageset_{arm}.png",
+        ]
+    else:
+        out = generator_outputs(arm)
+    if arm in ARMS:
+        out += expand(
+            "results/predictions/{arm}/fold{fold}_seed{seed}.csv",
+            arm=arm,
+            fold=FOLD_IDS,
+            seed=config["detector"]["seeds"],
+        )
+        out += expand("results/realism/{arm}/fold{fold}.csv", arm=arm, fold=FOLD_IDS)
+    return out
+
+
 def all_outputs():
     out = [
         "results/cohort/folds.csv",
@@ -278,16 +304,9 @@ def all_outputs():
     ]
     if SHEET is None:
         out.append("results/cohort/subjects.tsv")
-    for arm in ("real", "drr"):
-        out += expand(
-            "results/imagesets/{arm}/{subject}.h5",
-            arm=arm,
-            subject=imageset_subjects(arm),
-        )
-        out.append(f"results/qc/imageset_{arm}.png")
-    for arm in ("synth3d", "synth2d"):
-        if arm in ARMS:
-            out += generator_outputs(arm)
+    for arm in ("real", "drr", "synth3d", "synth2d"):
+        if arm in ("real", "drr") or arm in ARMS:
+            out += arm_outputs(arm)
     out += [
         "results/report/metrics.csv",
         "results/report/examples.png",

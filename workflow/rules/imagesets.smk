@@ -1,5 +1,6 @@
 # Image sets: proxy-real X-rays of every subject (arm `real`) and DRRs of the training
-# subjects (arm `drr`), one HDF5 shard per subject, plus a QC grid per arm.
+# subjects (arm `drr`), one HDF5 shard per subject, plus a QC grid per arm. `snakemake real`
+# or `snakemake drr` builds (or reruns) one arm with its detector runs.
 
 
 rule render_imageset:
@@ -53,3 +54,13 @@ rule imageset_qc:
         runtime=10,
     shell:
         "python -m xrayfactory qc-imageset --out {output} {input} 2> {log}"
+
+
+rule real:
+    input:
+        arm_outputs("real"),
+
+
+rule drr:
+    input:
+        arm_outputs("drr"),

@@ -119,4 +119,4 @@ rule report_synth2d:
 
 rule synth2d:
     input:
-        generator_outputs("synth2d"),
+        arm_outputs("synth2d"),

@@ -212,4 +212,4 @@ rule report_synth3d:
 
 rule synth3d:
     input:
-        generator_outputs("synth3d"),
+        arm_outputs("synth3d"),
