@@ -1,11 +1,12 @@
 import hashlib
 import io
 import urllib.request
+import zipfile
 
 import pytest
 
 from xrayfactory.errors import InputError
-from xrayfactory.fetch import fetch
+from xrayfactory.fetch import fetch, fetch_archive
 
 
 def _digest(data: bytes) -> str:
@@ -57,3 +58,24 @@ def test_download_when_no_mirror(tmp_path, monkeypatch):
             url="https://example.org/files",
         )
     assert not (tmp_path / "c.nii.gz").exists()
+
+
+def test_archive_from_mirror_is_verified_then_extracted(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with zipfile.ZipFile(mirror / "data.zip", "w") as z:
+        z.writestr("data/big.h5", b"hdf5 bytes")
+    digest = _digest((mirror / "data.zip").read_bytes())
+    out = tmp_path / "res" / "big.h5"
+    fetch_archive("data.zip", digest, "big.h5", out, mirror=str(mirror), url="unused")
+    assert out.read_bytes() == b"hdf5 bytes"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["big.h5"]  # archive not kept
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        fetch_archive(
+            "data.zip", "0" * 64, "big.h5", tmp_path / "x" / "big.h5", mirror=str(mirror), url="u"
+        )
+    with pytest.raises(InputError, match=r"other.h5 not in the archive \(\['big.h5'\]\)"):
+        fetch_archive(
+            "data.zip", digest, "other.h5", tmp_path / "y" / "o.h5", mirror=str(mirror), url="u"
+        )
+    assert not list((tmp_path / "x").iterdir()) and not list((tmp_path / "y").iterdir())

@@ -10,6 +10,7 @@ from xrayfactory.geometry import (
     projection_matrix,
     rotation,
     source_position,
+    view_from_projection,
     visible,
 )
 
@@ -99,3 +100,11 @@ def test_decompose_projection_round_trip():
     assert np.allclose(k, CARM.intrinsic())
     assert np.allclose(r, rotation(*view[:3]))
     assert np.allclose(k @ np.c_[r, t], p)
+
+
+@pytest.mark.parametrize(
+    "view", [(0, 0, 0, 0, 0, 0), (25, -12, 4, 8, -6, 11), (-40, 20, -7, 0, 3, 0)]
+)
+def test_view_from_projection_inverts_projection_matrix(view):
+    p = projection_matrix(CARM, np.array(view, float), ANCHOR)
+    np.testing.assert_allclose(view_from_projection(3.0 * p, CARM.sid, ANCHOR), view, atol=1e-9)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xrayfactory.deepfluoro_cli import add_commands as add_deepfluoro_commands
 from xrayfactory.errors import InputError
 from xrayfactory.synth3d_cli import add_commands as add_synth3d_commands
 
@@ -693,6 +694,7 @@ def _parser() -> argparse.ArgumentParser:
         ("images", {"nargs": "+"}),
     )
     add_synth3d_commands(add, settings)
+    add_deepfluoro_commands(add, settings)
     return p
 
 

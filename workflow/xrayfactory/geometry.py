@@ -108,6 +108,15 @@ def decompose_projection(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return k / k[2, 2], r, t
 
 
+def view_from_projection(p: np.ndarray, sid: float, anchor: np.ndarray) -> np.ndarray:
+    """Inverse of `projection_matrix` for the pose: the view (VIEW_FIELDS order) whose
+    isocentre, `sid` mm from the source along the principal ray, is `anchor` + (tx, ty, tz).
+    `p` is scaled so that points in front of the source have positive depth."""
+    _, rot, _ = decompose_projection(p)
+    iso = source_position(p) + sid * rot[2]
+    return np.r_[angles(rot), iso - np.asarray(anchor, float)]
+
+
 def project(p: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World points (N, 3) -> pixel (col, row) (N, 2) and depth along the principal ray (N,)."""
     h = np.c_[np.asarray(points, float), np.ones(len(points))] @ p.T

@@ -1,0 +1,170 @@
+"""DeepFluoro import on a fixture in the exact file layout: geometry proofs (stored 2D landmarks
+reproduced by the imported projection matrices; a DRR for an imported view puts a bead where the
+landmark projects), the cohort and image-set files, and bad input naming the group path."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from tests.conftest import xrayfactory_cli
+from tests.deepfluoro_fixture import (
+    BEAD_MM,
+    PREPROCESSING,
+    SPACING,
+    specimen_geometry,
+    write_deepfluoro,
+)
+from xrayfactory.deepfluoro import LANDMARKS, SPECIMENS, Reader
+from xrayfactory.drr import TorchRenderer
+from xrayfactory.errors import InputError
+from xrayfactory.geometry import project
+from xrayfactory.imageset import read_imageset
+from xrayfactory.landmarks import load_landmarks
+from xrayfactory.volumes import Volume, load_ct, load_segmentation
+
+NAMES = list(LANDMARKS)
+
+
+@pytest.fixture(scope="module")
+def fixture_file(tmp_path_factory):
+    return write_deepfluoro(tmp_path_factory.mktemp("deepfluoro") / "ipcai_2020_full_res_data.h5")
+
+
+def _import(path, spec):
+    with Reader(path) as r:
+        params = r.proj_params()
+        return r.specimen(spec, NAMES), r.projections(spec, NAMES, PREPROCESSING, params)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_imported_projections_reproduce_the_stored_landmarks(fixture_file, index):
+    specimen, projs = _import(fixture_file, SPECIMENS[index])
+    _, lps = specimen_geometry(index)
+    ras = np.stack([specimen.landmarks[n] for n in NAMES])
+    np.testing.assert_allclose(ras, np.stack(list(lps.values())) * [-1, -1, 1])
+    assert projs.images.shape == (3, 56, 56) and projs.ids == ["000", "001", "002"]
+    for image, stored, p in zip(projs.images, projs.landmarks, projs.projection, strict=True):
+        uv, depth = project(p, ras)
+        assert (depth > 0).all()
+        assert np.abs(uv - stored).max() < 0.5  # px, after crop, rotation and downsampling
+        # the image agrees: bone-bright blobs sit at the landmarks
+        inside = (uv > 2).all(1) & (uv < 53).all(1)
+        assert inside.sum() >= 5
+        for u, v in uv[inside]:
+            r, c = round(v), round(u)
+            patch = image[r - 1 : r + 2, c - 1 : c + 2]
+            assert patch.max() > 0.3 * image.max()
+
+
+def test_rotated_projection_mirrors_the_raw_frame(fixture_file):
+    with h5py.File(fixture_file) as f:
+        g = f[f"{SPECIMENS[0]}/projections/001"]
+        assert g["rot-180-for-up"][()] == 1
+        raw = np.stack([g[f"gt-landmarks/{n}"][()].ravel() for n in NAMES])
+    _, projs = _import(fixture_file, SPECIMENS[0])
+    b, d = PREPROCESSING.border, PREPROCESSING.downsample
+    expected = ((256 - 2 * b - 1 - (raw - b)) + 0.5) / d - 0.5
+    np.testing.assert_allclose(projs.landmarks[1], expected)
+
+
+def test_drr_for_an_imported_view_puts_the_bead_at_the_landmark(fixture_file):
+    specimen, projs = _import(fixture_file, SPECIMENS[0])
+    ct = Volume(specimen.ct, specimen.affine)
+    ras = np.stack([specimen.landmarks[n] for n in NAMES])
+    p = projs.projection[1]  # a rotated-for-up view
+    uv, _ = project(p, ras)
+    others = np.linalg.norm(uv[:, None] - uv[None], axis=-1) + np.eye(len(uv)) * 1e9
+    target = int(np.argmax(others.min(1) * ((uv > 8) & (uv < 48)).all(1)))
+    ijk = np.stack(np.meshgrid(*map(np.arange, ct.shape), indexing="ij"), -1).reshape(-1, 3)
+    near = np.linalg.norm(ct.voxel_to_world(ijk) - ras[target], axis=1) <= BEAD_MM + max(SPACING)
+    without = Volume(ct.data.copy(), ct.affine)
+    without.data.reshape(-1)[near] = 0.0
+    renderer = TorchRenderer(device="cpu")
+    rows, cols = projs.images.shape[1:]
+    diff = (
+        renderer.render(ct, p[None], rows, cols)[0]
+        - renderer.render(without, p[None], rows, cols)[0]
+    )
+    mask = diff > 0.05 * diff.max()
+    row, col = ndi.center_of_mass(diff * mask)
+    assert np.hypot(col - uv[target, 0], row - uv[target, 1]) < 0.5
+
+
+def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
+    out = {k: tmp_path / name for k, name in (("ct", "ct.nii.gz"), ("seg", "seg.nii.gz"))}
+    out |= {"landmarks": tmp_path / "landmarks.csv", "images": tmp_path / "real.h5"}
+    settings = json.dumps(
+        {"names": NAMES, "preprocessing": {"border": 16, "downsample": 4}, "sid": 530.0}
+    )
+    r = xrayfactory_cli(
+        "import-deepfluoro", "--file", str(fixture_file), "--specimen", SPECIMENS[2],
+        "--subject", "s3", "--out-ct", str(out["ct"]), "--out-seg", str(out["seg"]),
+        "--out-landmarks", str(out["landmarks"]), "--out-images", str(out["images"]),
+        "--settings", settings,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    ct = load_ct(out["ct"])
+    seg = load_segmentation(out["seg"], ct, out["ct"])
+    assert ct.shape == (36, 32, 28) and set(np.unique(seg.data)) == {0, 1, 2, 3, 4, 5, 6}
+    assert np.allclose(np.diag(ct.affine)[:3], [-4.0, -4.0, 5.0])  # LPS grid seen in RAS
+    landmarks = load_landmarks(out["landmarks"], NAMES, ct)
+    specimen, projs = _import(fixture_file, SPECIMENS[2])
+    for n in NAMES:
+        np.testing.assert_allclose(landmarks[n], specimen.landmarks[n], atol=1e-3)
+    s = read_imageset(out["images"])
+    assert s.images.shape == (3, 56, 56) and s.attrs["arm"] == "real" and not s.attrs["proxy"]
+    assert s.attrs["pixel_spacing_mm"] == pytest.approx(1.94 * 4)
+    np.testing.assert_allclose(s.projection, projs.projection)
+    assert (s.subject == "s3").all() and s.visible.dtype == bool
+    assert np.abs(s.view[:, :2]).max() < 45  # near-AP views recovered as angles
+
+
+@pytest.mark.parametrize(
+    "damage,where,problem",
+    [
+        (lambda f: f.__delitem__("proj-params/intrinsic"), "/proj-params/intrinsic", "missing"),
+        (
+            lambda f: (
+                f.__delitem__("proj-params/extrinsic"),
+                f.create_dataset("proj-params/extrinsic", data=np.eye(3)),
+            ),
+            "/proj-params/extrinsic",
+            r"shape \(3, 3\), expected \(4, 4\)",
+        ),
+        (
+            lambda f: f.__delitem__(f"{SPECIMENS[0]}/vol-landmarks"),
+            f"/{SPECIMENS[0]}/vol-landmarks",
+            "group missing",
+        ),
+        (
+            lambda f: f.__setitem__(f"{SPECIMENS[0]}/vol-landmarks/XYZ-l", np.zeros((3, 1))),
+            f"/{SPECIMENS[0]}/vol-landmarks",
+            r"\['XYZ-l'\] are not in landmarks.names",
+        ),
+        (
+            lambda f: f.__delitem__(f"{SPECIMENS[0]}/projections/002/gt-landmarks/FH-l"),
+            f"/{SPECIMENS[0]}/projections/002/gt-landmarks",
+            r"\['FH-l'\] missing",
+        ),
+    ],
+)
+def test_bad_files_name_the_group(tmp_path, damage, where, problem):
+    path = write_deepfluoro(tmp_path / "bad.h5", n_specimens=1)
+    with h5py.File(path, "a") as f:
+        damage(f)
+    with pytest.raises(InputError, match=f"bad.h5:{where}: .*{problem}"):
+        _import(path, SPECIMENS[0])
+    out = tmp_path / "ct.nii.gz"
+    r = xrayfactory_cli(
+        "import-deepfluoro", "--file", str(path), "--specimen", SPECIMENS[0], "--subject", "s1",
+        "--out-ct", str(out), "--out-seg", str(tmp_path / "seg.nii.gz"),
+        "--out-landmarks", str(tmp_path / "l.csv"), "--out-images", str(tmp_path / "real.h5"),
+        "--settings", json.dumps({"names": NAMES}),
+    )  # fmt: skip
+    assert r.returncode != 0 and where in r.stderr
+    assert not out.exists()  # nothing partial

@@ -1,0 +1,254 @@
+"""DeepFluoro (Grupp et al. 2020, CC BY-NC 4.0): the full-resolution HDF5 file read into the
+project's cohort (CT, label map, 3D landmarks per specimen) and image sets (real X-rays).
+
+File layout (rg2/DeepFluoroLabeling-IPCAI2020, hdf5_layouts): `proj-params/{intrinsic (3x3),
+extrinsic (4x4, world -> camera), num-rows, num-cols, pixel-row-spacing, pixel-col-spacing}`;
+per specimen `vol/{pixels (z, y, x), spacing, origin, dir-mat}` (ITK image in LPS mm),
+`vol-seg/image/{...}`, `vol-seg/labels-def/<id>` (label names), `vol-landmarks/<name>` (LPS mm),
+`projections/NNN/{image/pixels, gt-landmarks/<name> (col, row), gt-poses/cam-to-pelvis-vol
+(camera world -> pelvis volume), rot-180-for-up}`. Camera frame: origin at the X-ray source,
+x along columns, y along rows, z towards the source.
+
+A projection maps an LPS point x to pixels by K [E inv(C T)] x, with T the stored
+cam-to-pelvis-vol pose and C the half-voxel translation that xreg (the dataset's own code)
+applies to it (`pose_offset_mm`). Preprocessing (SyntheX / IPCAI protocol): crop a border,
+log transform, rotate 180 degrees where `rot-180-for-up` says so, downsample by block means. The
+same 2D affine moves the landmarks and the projection matrix, so projection and labels agree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from xrayfactory.errors import InputError
+from xrayfactory.views import pixel_rescale
+
+SPECIMENS = ("17-1882", "18-1109", "18-0725", "18-2799", "18-2800", "17-1905")
+LANDMARKS = tuple(
+    f"{name}-{side}"
+    for name in ("FH", "GSN", "IOF", "MOF", "SPS", "IPS", "ASIS")
+    for side in ("l", "r")
+)
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The 2D preprocessing of the projections: border crop (px), downsampling factor."""
+
+    border: int = 50
+    downsample: int = 4
+    pose_offset_mm: tuple[float, float, float] = (-0.5, -0.5, -0.5)
+
+
+@dataclass(frozen=True)
+class ProjParams:
+    intrinsic: np.ndarray  # (3, 3)
+    extrinsic: np.ndarray  # (4, 4)
+    rows: int
+    cols: int
+    spacing: float  # mm per pixel at the detector
+
+
+@dataclass
+class Specimen:
+    """One specimen in RAS+ mm: CT and label map (NIfTI-ready arrays + affine), labels,
+    3D landmarks."""
+
+    ct: np.ndarray
+    seg: np.ndarray
+    affine: np.ndarray
+    labels: dict[int, str]
+    landmarks: dict[str, np.ndarray]
+
+
+@dataclass
+class Projections:
+    """A specimen's preprocessed projections: images (N, H, W), landmarks (N, L, 2) in
+    pixels, projection matrices (N, 3, 4) from RAS+ mm, and the stored projection ids."""
+
+    images: np.ndarray
+    landmarks: np.ndarray
+    projection: np.ndarray
+    ids: list[str]
+
+
+class Reader:
+    """Reads groups of one DeepFluoro file; every missing or malformed item is an InputError
+    naming the file and the group path."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise InputError(self.path, "file does not exist")
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as e:
+            raise InputError(self.path, f"not a readable HDF5 file: {e}") from e
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    def _error(self, group: str, problem: str) -> InputError:
+        return InputError(f"{self.path}:/{group}", problem)
+
+    def group(self, path: str) -> h5py.Group:
+        obj = self.file.get(path)
+        if not isinstance(obj, h5py.Group):
+            raise self._error(path, "group missing")
+        return obj
+
+    def array(self, path: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """A dataset as float64, squeezed to `shape` when given (the file stores vectors as
+        (n, 1))."""
+        obj = self.file.get(path)
+        if not isinstance(obj, h5py.Dataset):
+            raise self._error(path, "dataset missing")
+        value = np.asarray(obj[()])
+        if shape is not None:
+            if value.size != int(np.prod(shape)) or (len(shape) == 2 and value.shape != shape):
+                raise self._error(path, f"shape {value.shape}, expected {shape}")
+            value = value.reshape(shape)
+        return value
+
+    def specimens(self) -> list[str]:
+        return sorted(k for k in self.file if k != "proj-params")
+
+    def proj_params(self) -> ProjParams:
+        g = "proj-params"
+        self.group(g)
+        row, col = (
+            self.array(f"{g}/pixel-row-spacing", (1,)),
+            self.array(f"{g}/pixel-col-spacing", (1,)),
+        )
+        if not np.isclose(row[0], col[0]):
+            raise self._error(g, f"non-square pixels ({row[0]} x {col[0]} mm) are not supported")
+        return ProjParams(
+            intrinsic=self.array(f"{g}/intrinsic", (3, 3)).astype(float),
+            extrinsic=self.array(f"{g}/extrinsic", (4, 4)).astype(float),
+            rows=int(self.array(f"{g}/num-rows", (1,))[0]),
+            cols=int(self.array(f"{g}/num-cols", (1,))[0]),
+            spacing=float(row[0]),
+        )
+
+    def image(self, path: str) -> tuple[np.ndarray, np.ndarray]:
+        """An ITK image group -> (array in (i, j, k) = (x, y, z) order, LPS affine)."""
+        pixels = self.array(f"{path}/pixels")
+        if pixels.ndim != 3:
+            raise self._error(f"{path}/pixels", f"expected a 3D volume, got shape {pixels.shape}")
+        spacing = self.array(f"{path}/spacing", (3,))
+        origin = self.array(f"{path}/origin", (3,))
+        direction = self.array(f"{path}/dir-mat", (3, 3))
+        affine = np.eye(4)
+        affine[:3, :3] = direction * spacing
+        affine[:3, 3] = origin
+        return pixels.transpose(2, 1, 0), affine
+
+    def specimen(self, spec: str, names: list[str]) -> Specimen:
+        """CT, label map, label names and the configured 3D landmarks of one specimen (RAS+)."""
+        self.group(spec)
+        ct, lps = self.image(f"{spec}/vol")
+        seg, seg_lps = self.image(f"{spec}/vol-seg/image")
+        if seg.shape != ct.shape or not np.allclose(seg_lps, lps, atol=1e-3):
+            raise self._error(f"{spec}/vol-seg/image", "segmentation is not on the CT's grid")
+        labels_g = self.group(f"{spec}/vol-seg/labels-def")
+        labels = {int(k): _text(labels_g[k][()]) for k in labels_g}
+        return Specimen(
+            ct=ct.astype(np.float32),
+            seg=seg.astype(np.int16),
+            affine=LPS_TO_RAS @ lps,
+            labels=labels,
+            landmarks=self.landmarks_3d(spec, names),
+        )
+
+    def _names(self, path: str, names: list[str]) -> h5py.Group:
+        """The landmark group at `path`; refuses unknown names and missing configured ones."""
+        g = self.group(path)
+        unknown = sorted(set(g) - set(names))
+        if unknown:
+            raise self._error(path, f"landmarks {unknown} are not in landmarks.names {names}")
+        missing = [n for n in names if n not in g]
+        if missing:
+            raise self._error(path, f"landmarks {missing} missing")
+        return g
+
+    def landmarks_3d(self, spec: str, names: list[str]) -> dict[str, np.ndarray]:
+        path = f"{spec}/vol-landmarks"
+        self._names(path, names)
+        return {n: _lps_to_ras(self.array(f"{path}/{n}", (3,))) for n in names}
+
+    def projection_ids(self, spec: str) -> list[str]:
+        return sorted(self.group(f"{spec}/projections"))
+
+    def projections(
+        self, spec: str, names: list[str], prep: Preprocessing, params: ProjParams
+    ) -> Projections:
+        """Every projection of a specimen, preprocessed, with its landmarks and P (RAS+)."""
+        ids = self.projection_ids(spec)
+        if not ids:
+            raise self._error(f"{spec}/projections", "no projections")
+        offset = np.eye(4)
+        offset[:3, 3] = prep.pose_offset_mm
+        centre = np.r_[np.mean(list(self.landmarks_3d(spec, names).values()), axis=0), 1.0]
+        images, lands, ps = [], [], []
+        for pid in ids:
+            g = f"{spec}/projections/{pid}"
+            raw = self.array(f"{g}/image/pixels")
+            if raw.shape != (params.rows, params.cols):
+                raise self._error(
+                    f"{g}/image/pixels",
+                    f"shape {raw.shape}, expected ({params.rows}, {params.cols}) (proj-params)",
+                )
+            pose = self.array(f"{g}/gt-poses/cam-to-pelvis-vol", (4, 4))
+            rotate = bool(self.array(f"{g}/rot-180-for-up", (1,))[0])
+            self._names(f"{g}/gt-landmarks", names)
+            uv = np.stack([self.array(f"{g}/gt-landmarks/{n}", (2,)) for n in names])
+            cam = params.extrinsic @ np.linalg.inv(offset @ pose)
+            p = params.intrinsic @ cam[:3] @ LPS_TO_RAS
+            p *= np.sign(p[2] @ centre)  # positive depth in front of the source
+            a = image_affine(params.rows, params.cols, prep, rotate)
+            images.append(preprocess(raw, prep, rotate))
+            lands.append(uv @ a[:2, :2].T + a[:2, 2])
+            ps.append(a @ p)
+        return Projections(np.stack(images), np.stack(lands), np.stack(ps), ids)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return _text(value.reshape(-1)[0])
+    return str(value)
+
+
+def _lps_to_ras(point: np.ndarray) -> np.ndarray:
+    return point * np.array([-1.0, -1.0, 1.0])
+
+
+def image_affine(rows: int, cols: int, prep: Preprocessing, rotate: bool) -> np.ndarray:
+    """3x3 map of raw pixel (col, row) to preprocessed pixel: crop, optional 180-degree
+    rotation, downsampling (pixel centres at integers)."""
+    b = prep.border
+    crop = np.array([[1.0, 0, -b], [0, 1, -b], [0, 0, 1]])
+    w, h = cols - 2 * b, rows - 2 * b
+    rot = np.array([[-1.0, 0, w - 1], [0, -1, h - 1], [0, 0, 1]]) if rotate else np.eye(3)
+    return pixel_rescale(prep.downsample) @ rot @ crop
+
+
+def preprocess(raw: np.ndarray, prep: Preprocessing, rotate: bool) -> np.ndarray:
+    """Crop, log transform (-ln(I / I_max), bone bright), rotate, downsample (block mean)."""
+    b, d = prep.border, prep.downsample
+    img = raw[b : raw.shape[0] - b, b : raw.shape[1] - b].astype(np.float64)
+    img = -np.log(np.clip(img, 1e-6 * img.max(), None) / img.max())
+    if rotate:
+        img = img[::-1, ::-1]
+    h, w = (s // d * d for s in img.shape)
+    img = img[:h, :w].reshape(h // d, d, w // d, d).mean(axis=(1, 3))
+    return img.astype(np.float32)

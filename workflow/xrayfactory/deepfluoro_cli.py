@@ -1,0 +1,86 @@
+"""`python -m xrayfactory import-deepfluoro`: one DeepFluoro specimen into the cohort files
+(CT, label map, 3D landmarks) and the `real` image set."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+log = logging.getLogger("xrayfactory")
+
+
+def cmd_import(a: argparse.Namespace) -> None:
+    from xrayfactory.deepfluoro import Preprocessing, Reader
+    from xrayfactory.geometry import CArm, project, view_from_projection, visible
+    from xrayfactory.imageset import ImageSet, write_imageset
+    from xrayfactory.landmarks import save_landmarks
+    from xrayfactory.volumes import save_nifti
+
+    s = a.settings
+    names = list(s["names"])
+    prep = Preprocessing(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in s.get("preprocessing", {}).items()}
+    )
+    with Reader(a.file) as r:  # everything is read (and checked) before anything is written
+        params = r.proj_params()
+        spec = r.specimen(a.specimen, names)
+        projs = r.projections(a.specimen, names, prep, params)
+    n, rows, cols = projs.images.shape
+    spacing = params.spacing * prep.downsample
+    carm = CArm(
+        sdd=abs(params.intrinsic[0, 0]) * params.spacing,
+        sid=s.get("sid", 530.0),
+        detector_rows=rows,
+        detector_cols=cols,
+        pixel_spacing=spacing,
+    )
+    points = np.stack([spec.landmarks[k] for k in names])
+    vis = np.stack(
+        [visible(carm, uv, d) for uv, d in (project(p, points) for p in projs.projection)]
+    )
+    anchor = points.mean(axis=0)
+    images = ImageSet(
+        images=projs.images,
+        landmarks=projs.landmarks.astype(np.float32),
+        visible=vis,
+        projection=projs.projection,
+        subject=np.array([a.subject] * n),
+        view=np.stack([view_from_projection(p, carm.sid, anchor) for p in projs.projection]),
+        attrs={
+            "arm": "real",
+            "generator": f"DeepFluoro {a.specimen} (projections {','.join(projs.ids)})",
+            "intensity": "log_attenuation",
+            "proxy": False,
+            "landmark_names": names,
+            "pixel_spacing_mm": spacing,
+            "magnification": carm.magnification,
+        },
+    )
+    save_nifti(a.out_ct, spec.ct, spec.affine)
+    save_nifti(a.out_seg, spec.seg, spec.affine)
+    save_landmarks(a.out_landmarks, spec.landmarks)
+    write_imageset(a.out_images, images)
+    log.info(
+        "DeepFluoro %s -> %s: CT %s, %d projections (%d x %d px), %.0f%% of landmarks visible",
+        a.specimen, a.subject, spec.ct.shape, n, rows, cols, 100 * vis.mean(),
+    )  # fmt: skip
+
+
+def add_commands(add, settings: tuple) -> None:
+    """Register the DeepFluoro subcommand with the CLI's `add(name, fn, help, *args)`."""
+    req = {"required": True}
+    add(
+        "import-deepfluoro",
+        cmd_import,
+        "one DeepFluoro specimen: CT, label map, 3D landmarks and its real image set",
+        ("--file", req),
+        ("--specimen", req),
+        ("--subject", req),
+        ("--out-ct", req),
+        ("--out-seg", req),
+        ("--out-landmarks", req),
+        ("--out-images", req),
+        settings,
+    )
