@@ -15,6 +15,11 @@ include: "workflow/rules/detector.smk"
 include: "workflow/rules/report.smk"
 
 
+if DEEPFLUORO:
+
+    include: "workflow/rules/deepfluoro.smk"
+
+
 # Run beside Snakemake, never submitted to a cluster: the targets, the download (compute nodes
 # often have no internet) and the second-long bookkeeping and table jobs.
 localrules:

@@ -5,13 +5,16 @@ landmark projects), the cohort and image-set files, and bad input naming the gro
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 from scipy import ndimage as ndi
 
-from tests.conftest import xrayfactory_cli
+from tests.conftest import REPO, xrayfactory_cli
 from tests.deepfluoro_fixture import (
     BEAD_MM,
     PREPROCESSING,
@@ -19,6 +22,7 @@ from tests.deepfluoro_fixture import (
     specimen_geometry,
     write_deepfluoro,
 )
+from tests.study import TINY, planned_jobs, run, study_dir
 from xrayfactory.deepfluoro import LANDMARKS, SPECIMENS, Reader
 from xrayfactory.drr import TorchRenderer
 from xrayfactory.errors import InputError
@@ -108,6 +112,7 @@ def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
         "--settings", settings,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert re.search(r"stored 2D landmarks \(visible\): mean 0\.\d\d px, max 0\.\d\d px", r.stderr)
     ct = load_ct(out["ct"])
     seg = load_segmentation(out["seg"], ct, out["ct"])
     assert ct.shape == (36, 32, 28) and set(np.unique(seg.data)) == {0, 1, 2, 3, 4, 5, 6}
@@ -168,3 +173,66 @@ def test_bad_files_name_the_group(tmp_path, damage, where, problem):
     )  # fmt: skip
     assert r.returncode != 0 and where in r.stderr
     assert not out.exists()  # nothing partial
+
+
+PAPER = REPO / "config" / "deepfluoro.yaml"
+
+
+def _on_fixture(tmp_path, fixture_file, overrides: dict):
+    """A working directory whose config is the demo's with `overrides` (a DeepFluoro study on
+    the fixture file)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    workdir = study_dir(tmp_path, config)
+    extra = workdir / "fixture.yaml"
+    extra.write_text(yaml.safe_dump({"deepfluoro": {"file": str(fixture_file)}, **overrides}))
+    return workdir, extra
+
+
+def test_paper_configuration_plans_the_whole_study_on_a_fixture(fixture_file, tmp_path):
+    workdir, extra = _on_fixture(tmp_path, fixture_file, {})
+    jobs = planned_jobs(workdir, "--configfile", str(PAPER), str(extra))
+    assert "download_deepfluoro" not in jobs and "demo_subject" not in jobs  # the file is there
+    assert (
+        jobs["import_deepfluoro"] == 6 and jobs["render_imageset"] == 6
+    )  # drr only: real is imported
+    assert jobs["train_detector"] == jobs["evaluate_detector"] == 6 * 4 * 3
+    assert jobs["render_synth3d"] == 6 * 5 and jobs["sample_synth2d"] == 6 * 4
+    assert sum(jobs.values()) <= 500
+
+
+@pytest.mark.slow
+def test_tiny_study_on_the_fixture(fixture_file, tmp_path):
+    """The whole study on three fixture specimens with tiny settings: DeepFluoro's real X-rays
+    are the real arm and the test images, its CTs feed the drr and synth3d arms."""
+    tiny = {
+        **TINY,
+        "cohort": {"source": "deepfluoro"},
+        "deepfluoro": {
+            "file": str(fixture_file),
+            "specimens": list(SPECIMENS[:3]),
+            "preprocessing": {"border": 16, "downsample": 4},
+        },
+        "landmarks": {"names": NAMES},
+        "carm": {
+            "detector_rows": 224,
+            "detector_cols": 224,
+            "pixel_spacing": 1.94,
+            "downsample": 4,
+        },
+        "synth3d": {
+            **TINY["synth3d"],
+            "condition": {"pelvis": [1, 2], "spine": [3, 4], "femur": [5, 6]},
+        },
+    }
+    workdir = study_dir(tmp_path, tiny)
+    r = run(workdir, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = workdir / "results"
+    real = read_imageset(res / "imagesets" / "real" / f"{SPECIMENS[1]}.h5")
+    assert real.images.shape == (3, 56, 56) and not real.attrs["proxy"]
+    drr = read_imageset(res / "imagesets" / "drr" / f"{SPECIMENS[1]}.h5")
+    assert drr.images.shape == (3, 56, 56) and drr.attrs["pixel_spacing_mm"] == pytest.approx(7.76)
+    metrics = pd.read_csv(res / "report" / "metrics.csv")
+    assert metrics.arm.tolist() == ["baseline", "real", "drr", "synth3d", "synth2d"]
+    assert (metrics.n_images == 9).all()  # every projection of the three specimens, once
+    assert "proxy" not in (res / "report" / "metrics.md").read_text()

@@ -22,6 +22,9 @@ try:
             )
         SHEET = read_sheet(config["cohort"]["sheet"], SCHEMAS / "cohort.schema.yaml")
         SUBJECTS = list(SHEET.index)
+    elif config["cohort"]["source"] == "deepfluoro":
+        SHEET = None
+        SUBJECTS = list(config["deepfluoro"]["specimens"])
     else:
         SHEET = None
         SUBJECTS = demo_subjects(config["cohort"]["n_subjects"])
@@ -32,6 +35,7 @@ except InputError as e:
 # Job images (--sdm apptainer): GPU-capable rules run in the CUDA image, the rest in the CPU one.
 CPU_IMAGE = config["containers"]["cpu"]
 CUDA_IMAGE = config["containers"]["cuda"]
+DEEPFLUORO = config["cohort"]["source"] == "deepfluoro"
 TRAIN_SUBJECTS = sorted(set(FOLDS.loc[FOLDS.role == "train", "subject"]))
 DEMO = Path("resources") / "pelvis-ct"
 

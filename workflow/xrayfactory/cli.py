@@ -33,6 +33,18 @@ def cmd_fetch(a: argparse.Namespace) -> None:
         fetch(name, digest, Path(a.dest) / name, mirror=a.mirror, url=a.url)
 
 
+def cmd_fetch_archive(a: argparse.Namespace) -> None:
+    from xrayfactory.fetch import fetch_archive
+
+    if not a.sha256:
+        raise InputError(
+            "config key deepfluoro.sha256",
+            "not set: the archive is only used after its checksum is verified; set it to the "
+            "sha256 of the archive (README, 'Reproduce the paper')",
+        )
+    fetch_archive(a.archive, a.sha256, a.member, a.out, mirror=a.mirror, url=a.url)
+
+
 def cmd_landmarks(a: argparse.Namespace) -> None:
     from xrayfactory.landmarks import derive_landmarks, save_landmarks
     from xrayfactory.volumes import load_ct, load_segmentation
@@ -517,6 +529,17 @@ def _parser() -> argparse.ArgumentParser:
         ("--mirror", {"default": None}),
         ("--url", req),
         ("--file", {"action": "append", "required": True, "help": "NAME=SHA256"}),
+    )
+    add(
+        "fetch-archive",
+        cmd_fetch_archive,
+        "copy a zip from a mirror or download it, verify sha256, extract one member",
+        ("--archive", req),
+        ("--sha256", req),
+        ("--member", req),
+        ("--mirror", {"default": None}),
+        ("--url", req),
+        ("--out", req),
     )
     add(
         "landmarks",

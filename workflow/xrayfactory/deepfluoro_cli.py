@@ -37,8 +37,14 @@ def cmd_import(a: argparse.Namespace) -> None:
         pixel_spacing=spacing,
     )
     points = np.stack([spec.landmarks[k] for k in names])
-    vis = np.stack(
-        [visible(carm, uv, d) for uv, d in (project(p, points) for p in projs.projection)]
+    projected = [project(p, points) for p in projs.projection]
+    vis = np.stack([visible(carm, uv, d) for uv, d in projected])
+    error = np.linalg.norm(np.stack([uv for uv, _ in projected]) - projs.landmarks, axis=-1)
+    log.info(
+        "reprojection of the 3D landmarks vs the stored 2D landmarks (visible): mean %.2f px, "
+        "max %.2f px (expect < 0.5 px; README, 'Reproduce the paper')",
+        error[vis].mean() if vis.any() else np.nan,
+        error[vis].max() if vis.any() else np.nan,
     )
     anchor = points.mean(axis=0)
     images = ImageSet(

@@ -1,0 +1,66 @@
+# The DeepFluoro dataset (cohort.source: deepfluoro): the archive is downloaded (or copied from a
+# mirror) and checked, then each specimen's CT, label map, 3D landmarks and real X-rays are
+# imported into the same files the demo cohort makes. Never run by the tests (no network).
+
+
+ruleorder: import_deepfluoro > demo_subject
+ruleorder: import_deepfluoro > render_imageset
+
+
+localrules:
+    download_deepfluoro,
+
+
+rule download_deepfluoro:
+    output:
+        config["deepfluoro"]["file"],
+    log:
+        "logs/cohort/download_deepfluoro.log",
+    conda:
+        ENV
+    container:
+        CPU_IMAGE
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=120,
+    params:
+        mirror=config["deepfluoro"]["mirror"] or "",
+        url=config["deepfluoro"]["url"],
+        archive=config["deepfluoro"]["archive"],
+        sha256=config["deepfluoro"]["sha256"] or "",
+    shell:
+        "python -m xrayfactory fetch-archive --archive {params.archive} --sha256 {params.sha256:q}"
+        " --member ipcai_2020_full_res_data.h5 --mirror {params.mirror:q} --url {params.url:q}"
+        " --out {output} 2> {log}"
+
+
+rule import_deepfluoro:
+    input:
+        config["deepfluoro"]["file"],
+    output:
+        ct="results/cohort/{subject}/ct.nii.gz",
+        seg="results/cohort/{subject}/seg.nii.gz",
+        landmarks="results/cohort/{subject}/landmarks.csv",
+        images="results/imagesets/real/{subject}.h5",
+    log:
+        "logs/cohort/import_{subject}.log",
+    conda:
+        ENV
+    container:
+        CPU_IMAGE
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        settings=settings(
+            names=config["landmarks"]["names"],
+            preprocessing=config["deepfluoro"]["preprocessing"],
+            sid=config["carm"]["sid"],
+        ),
+    shell:
+        "python -m xrayfactory import-deepfluoro --file {input} --specimen {wildcards.subject}"
+        " --subject {wildcards.subject} --out-ct {output.ct} --out-seg {output.seg}"
+        " --out-landmarks {output.landmarks} --out-images {output.images}"
+        " --settings {params.settings:q} 2> {log}"
