@@ -73,6 +73,23 @@ def model(study) -> Path:
     return path
 
 
+def test_resume_after_an_epochs_last_step(study):
+    """A SIGTERM that lands on an epoch's last step leaves step == steps per epoch in the
+    checkpoint; the resumed run starts the next epoch."""
+    d, shards = study
+    out = d / "edge" / "model.pt"
+    last = out.with_name("model.pt.last.pt")
+    sigterm_after_checkpoint(xrayfactory_cli(*_train_args(d, shards, out), wait=False), last)
+    state = torch.load(last, weights_only=True)
+    steps_per_epoch = SETTINGS["train_images"] // SETTINGS["batch_size"]
+    state["step"] = steps_per_epoch
+    torch.save(state, last)
+    r = xrayfactory_cli(*_train_args(d, shards, out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"at epoch {state['epoch'] + 1} step 0" in r.stderr
+    assert out.exists() and not last.exists()
+
+
 def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
     d, shards = study
     full = model

@@ -132,6 +132,8 @@ def train(
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             epoch, step = state["epoch"], state["step"]
+            if step >= steps_per_epoch:  # stopped after an epoch's last step
+                epoch, step = epoch + 1, 0
             log.info("resuming from %s at epoch %d step %d", last, epoch, step)
         else:
             log.info("ignoring %s: it was made with other settings or data", last)
