@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from xrayfactory.deepfluoro import LANDMARKS, SPECIMENS, Preprocessing
+from xrayfactory.deepfluoro import LANDMARKS, SPECIMENS, Preprocessing, Reader
 
 SHAPE = (36, 32, 28)  # x, y, z voxels (stored as z, y, x)
 SPACING = (4.0, 4.0, 5.0)
@@ -111,4 +111,21 @@ def write_deepfluoro(path: Path, n_specimens: int = 3, n_projections: int = 3) -
                     proj[f"gt-landmarks/{name}"] = point.reshape(2, 1)
                 proj["gt-poses/cam-to-pelvis-vol"] = np.linalg.inv(offset) @ pose
                 proj["rot-180-for-up"] = np.uint8(j % 2)
+    return path
+
+
+def write_preprocessed(full: Path, path: Path, n_specimens: int = 3) -> Path:
+    """A preprocessed file (ipcai_2020_ds_<d>x.h5 layout) made from the fixture `full` with
+    PREPROCESSING; landmark names stored in reverse order, lands as (N, 2, L)."""
+    names = list(LANDMARKS)[::-1]
+    with Reader(full) as r, h5py.File(path, "w") as f:
+        params = r.proj_params()
+        f["land-names/num-lands"] = len(names)
+        for i, name in enumerate(names):
+            f[f"land-names/land-{i:02d}"] = name
+        for k, spec in enumerate(SPECIMENS[:n_specimens]):
+            projs = r.projections(spec, names, PREPROCESSING, params)
+            f[f"{k + 1:02d}/projs"] = projs.images
+            f[f"{k + 1:02d}/lands"] = projs.landmarks.transpose(0, 2, 1)
+            f[f"{k + 1:02d}/segs"] = np.zeros(projs.images.shape, np.uint8)
     return path

@@ -21,9 +21,10 @@ from tests.deepfluoro_fixture import (
     SPACING,
     specimen_geometry,
     write_deepfluoro,
+    write_preprocessed,
 )
 from tests.study import TINY, planned_jobs, run, study_dir
-from xrayfactory.deepfluoro import LANDMARKS, SPECIMENS, Reader
+from xrayfactory.deepfluoro import LANDMARKS, SPECIMENS, Reader, read_preprocessed
 from xrayfactory.drr import TorchRenderer
 from xrayfactory.errors import InputError
 from xrayfactory.geometry import project
@@ -129,6 +130,30 @@ def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
     assert np.abs(s.view[:, :2]).max() < 45  # near-AP views recovered as angles
 
 
+def test_preprocessed_variant_gives_the_images_and_labels(fixture_file, tmp_path):
+    ds = write_preprocessed(fixture_file, tmp_path / "ipcai_2020_ds_4x.h5")
+    images, landmarks = read_preprocessed(ds, SPECIMENS[1], NAMES)
+    _, projs = _import(fixture_file, SPECIMENS[1])
+    np.testing.assert_array_equal(images, projs.images)
+    np.testing.assert_allclose(
+        landmarks, projs.landmarks
+    )  # names reordered, (N, 2, L) -> (N, L, 2)
+    out = tmp_path / "real.h5"
+    args = [
+        "import-deepfluoro", "--file", str(fixture_file), "--specimen", SPECIMENS[1],
+        "--subject", "s2", "--out-ct", str(tmp_path / "ct.nii.gz"),
+        "--out-seg", str(tmp_path / "seg.nii.gz"), "--out-landmarks", str(tmp_path / "l.csv"),
+        "--out-images", str(out), "--preprocessed", str(ds),
+    ]  # fmt: skip
+    settings = {"names": NAMES, "preprocessing": {"border": 16, "downsample": 4}}
+    r = xrayfactory_cli(*args, "--settings", json.dumps(settings))
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(read_imageset(out).landmarks, projs.landmarks, rtol=1e-6)
+    settings["preprocessing"]["downsample"] = 2
+    r = xrayfactory_cli(*args, "--settings", json.dumps(settings))
+    assert r.returncode != 0 and "set deepfluoro.preprocessing.downsample" in r.stderr
+
+
 @pytest.mark.parametrize(
     "damage,where,problem",
     [
@@ -203,12 +228,15 @@ def test_paper_configuration_plans_the_whole_study_on_a_fixture(fixture_file, tm
 @pytest.mark.slow
 def test_tiny_study_on_the_fixture(fixture_file, tmp_path):
     """The whole study on three fixture specimens with tiny settings: DeepFluoro's real X-rays
-    are the real arm and the test images, its CTs feed the drr and synth3d arms."""
+    (from the preprocessed variant) are the real arm and the test images, its CTs feed the drr
+    and synth3d arms."""
+    ds = write_preprocessed(fixture_file, tmp_path / "ipcai_2020_ds_4x.h5")
     tiny = {
         **TINY,
         "cohort": {"source": "deepfluoro"},
         "deepfluoro": {
             "file": str(fixture_file),
+            "preprocessed": str(ds),
             "specimens": list(SPECIMENS[:3]),
             "preprocessing": {"border": 16, "downsample": 4},
         },
@@ -224,7 +252,7 @@ def test_tiny_study_on_the_fixture(fixture_file, tmp_path):
             "condition": {"pelvis": [1, 2], "spine": [3, 4], "femur": [5, 6]},
         },
     }
-    workdir = study_dir(tmp_path, tiny)
+    workdir = study_dir(tmp_path / "study", tiny)
     r = run(workdir, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     res = workdir / "results"

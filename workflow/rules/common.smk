@@ -240,6 +240,17 @@ def synth3d_settings(stage):
     )
 
 
+def deepfluoro_preprocessed():
+    """The preprocessed DeepFluoro file the import uses for images and labels, if any."""
+    path = config["deepfluoro"]["preprocessed"]
+    return [path] if path else []
+
+
+def preprocessed_flag(wildcards, input):
+    """Params function: `--preprocessed FILE` when the import has one."""
+    return f"--preprocessed {input.preprocessed}" if input.preprocessed else ""
+
+
 def prediction_files():
     """Every per-run prediction file the report rests on (arms + baseline, folds x seeds)."""
     return expand(

@@ -37,7 +37,8 @@ rule download_deepfluoro:
 
 rule import_deepfluoro:
     input:
-        config["deepfluoro"]["file"],
+        full=config["deepfluoro"]["file"],
+        preprocessed=deepfluoro_preprocessed(),
     output:
         ct="results/cohort/{subject}/ct.nii.gz",
         seg="results/cohort/{subject}/seg.nii.gz",
@@ -54,13 +55,15 @@ rule import_deepfluoro:
         mem_mb=8000,
         runtime=30,
     params:
+        preprocessed=preprocessed_flag,
         settings=settings(
             names=config["landmarks"]["names"],
             preprocessing=config["deepfluoro"]["preprocessing"],
             sid=config["carm"]["sid"],
         ),
     shell:
-        "python -m xrayfactory import-deepfluoro --file {input} --specimen {wildcards.subject}"
-        " --subject {wildcards.subject} --out-ct {output.ct} --out-seg {output.seg}"
-        " --out-landmarks {output.landmarks} --out-images {output.images}"
-        " --settings {params.settings:q} 2> {log}"
+        "python -m xrayfactory import-deepfluoro --file {input.full}"
+        " --specimen {wildcards.subject} --subject {wildcards.subject} --out-ct {output.ct}"
+        " --out-seg {output.seg} --out-landmarks {output.landmarks}"
+        " --out-images {output.images} {params.preprocessed} --settings {params.settings:q}"
+        " 2> {log}"

@@ -220,6 +220,33 @@ class Reader:
         return Projections(np.stack(images), np.stack(lands), np.stack(ps), ids)
 
 
+def read_preprocessed(path: str | os.PathLike, specimen: str, names: list[str]) -> tuple:
+    """(images (N, H, W), landmarks (N, L, 2) in `names` order) of one specimen of a
+    preprocessed file (ipcai_2020_ds_{2,4,8,16}x.h5): `land-names/land-XX`, and per specimen
+    number ("01" = 17-1882, ... in SPECIMENS order) `projs` (N, H, W) and `lands` (N, 2, L)."""
+    where = os.fspath(path)
+    group = f"{SPECIMENS.index(specimen) + 1:02d}"
+    with Reader(path) as r:
+        n_lands = int(r.array("land-names/num-lands", (1,))[0])
+        stored = [_text(r.array(f"land-names/land-{i:02d}")) for i in range(n_lands)]
+        unknown = sorted(set(stored) - set(names))
+        missing = [n for n in names if n not in stored]
+        if unknown or missing:
+            raise InputError(
+                f"{where}:/land-names",
+                f"landmarks {stored} do not match landmarks.names {names}",
+            )
+        images = r.array(f"{group}/projs").astype(np.float32)
+        lands = r.array(f"{group}/lands")
+    if images.ndim != 3 or lands.shape != (len(images), 2, n_lands):
+        raise InputError(
+            f"{where}:/{group}",
+            f"projs {images.shape} and lands {lands.shape} do not match (N, H, W), (N, 2, L)",
+        )
+    order = [stored.index(n) for n in names]
+    return images, lands.transpose(0, 2, 1)[:, order]
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode()

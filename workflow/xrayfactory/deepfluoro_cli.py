@@ -8,6 +8,8 @@ import logging
 
 import numpy as np
 
+from xrayfactory.errors import InputError
+
 log = logging.getLogger("xrayfactory")
 
 
@@ -27,6 +29,18 @@ def cmd_import(a: argparse.Namespace) -> None:
         params = r.proj_params()
         spec = r.specimen(a.specimen, names)
         projs = r.projections(a.specimen, names, prep, params)
+    if a.preprocessed:  # the dataset's own preprocessed images and labels, our geometry
+        from xrayfactory.deepfluoro import read_preprocessed
+
+        images, landmarks = read_preprocessed(a.preprocessed, a.specimen, names)
+        if images.shape != projs.images.shape:
+            raise InputError(
+                a.preprocessed,
+                f"specimen {a.specimen}: images {images.shape}, but the full-resolution file "
+                f"preprocessed with {prep} gives {projs.images.shape}: set "
+                "deepfluoro.preprocessing.downsample to the file's factor",
+            )
+        projs.images, projs.landmarks = images, landmarks
     n, rows, cols = projs.images.shape
     spacing = params.spacing * prep.downsample
     carm = CArm(
@@ -88,5 +102,9 @@ def add_commands(add, settings: tuple) -> None:
         ("--out-seg", req),
         ("--out-landmarks", req),
         ("--out-images", req),
+        (
+            "--preprocessed",
+            {"default": None, "help": "ipcai_2020_ds_<d>x.h5: its images and labels"},
+        ),
         settings,
     )
