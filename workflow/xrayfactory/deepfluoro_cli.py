@@ -13,44 +13,23 @@ from xrayfactory.errors import InputError
 log = logging.getLogger("xrayfactory")
 
 
-def cmd_import(a: argparse.Namespace) -> None:
-    from xrayfactory.deepfluoro import Preprocessing, Reader
+def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, sid: float):
+    """The specimen's projections as the `real` image set; logs how far the 3D landmarks,
+    projected with the imported matrices, land from the stored 2D landmarks."""
     from xrayfactory.geometry import CArm, project, view_from_projection, visible
-    from xrayfactory.imageset import ImageSet, write_imageset
-    from xrayfactory.landmarks import save_landmarks
-    from xrayfactory.volumes import save_nifti
+    from xrayfactory.imageset import ImageSet
 
-    s = a.settings
-    names = list(s["names"])
-    prep = Preprocessing(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in s.get("preprocessing", {}).items()}
-    )
-    with Reader(a.file) as r:  # everything is read (and checked) before anything is written
-        params = r.proj_params()
-        spec = r.specimen(a.specimen, names)
-        projs = r.projections(a.specimen, names, prep, params)
-    if a.preprocessed:  # the dataset's own preprocessed images and labels, our geometry
-        from xrayfactory.deepfluoro import read_preprocessed
-
-        images, landmarks = read_preprocessed(a.preprocessed, a.specimen, names)
-        if images.shape != projs.images.shape:
-            raise InputError(
-                a.preprocessed,
-                f"specimen {a.specimen}: images {images.shape}, but the full-resolution file "
-                f"preprocessed with {prep} gives {projs.images.shape}: set "
-                "deepfluoro.preprocessing.downsample to the file's factor",
-            )
-        projs.images, projs.landmarks = images, landmarks
+    names = list(spec.landmarks)
     n, rows, cols = projs.images.shape
     spacing = params.spacing * prep.downsample
     carm = CArm(
         sdd=abs(params.intrinsic[0, 0]) * params.spacing,
-        sid=s.get("sid", 530.0),
+        sid=sid,
         detector_rows=rows,
         detector_cols=cols,
         pixel_spacing=spacing,
     )
-    points = np.stack([spec.landmarks[k] for k in names])
+    points = np.stack(list(spec.landmarks.values()))
     projected = [project(p, points) for p in projs.projection]
     vis = np.stack([visible(carm, uv, d) for uv, d in projected])
     error = np.linalg.norm(np.stack([uv for uv, _ in projected]) - projs.landmarks, axis=-1)
@@ -61,7 +40,7 @@ def cmd_import(a: argparse.Namespace) -> None:
         error[vis].max() if vis.any() else np.nan,
     )
     anchor = points.mean(axis=0)
-    images = ImageSet(
+    return ImageSet(
         images=projs.images,
         landmarks=projs.landmarks.astype(np.float32),
         visible=vis,
@@ -78,13 +57,42 @@ def cmd_import(a: argparse.Namespace) -> None:
             "magnification": carm.magnification,
         },
     )
+
+
+def cmd_import(a: argparse.Namespace) -> None:
+    from xrayfactory.deepfluoro import Preprocessing, Reader, read_preprocessed
+    from xrayfactory.imageset import write_imageset
+    from xrayfactory.landmarks import save_landmarks
+    from xrayfactory.volumes import save_nifti
+
+    s = a.settings
+    names = list(s["names"])
+    prep = Preprocessing(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in s.get("preprocessing", {}).items()}
+    )
+    with Reader(a.file) as r:  # everything is read (and checked) before anything is written
+        params = r.proj_params()
+        spec = r.specimen(a.specimen, names)
+        projs = r.projections(a.specimen, names, prep, params)
+    if a.preprocessed:  # the dataset's own preprocessed images and labels, our geometry
+        images, landmarks = read_preprocessed(a.preprocessed, a.specimen, names)
+        if images.shape != projs.images.shape:
+            raise InputError(
+                a.preprocessed,
+                f"specimen {a.specimen}: images {images.shape}, but the full-resolution file "
+                f"preprocessed with {prep} gives {projs.images.shape}: set "
+                "deepfluoro.preprocessing.downsample to the file's factor",
+            )
+        projs.images, projs.landmarks = images, landmarks
+    log.info("DeepFluoro %s labels: %s", a.specimen, spec.labels)
+    result = _real_imageset(a, spec, projs, params, prep, s.get("sid", 530.0))
     save_nifti(a.out_ct, spec.ct, spec.affine)
     save_nifti(a.out_seg, spec.seg, spec.affine)
     save_landmarks(a.out_landmarks, spec.landmarks)
-    write_imageset(a.out_images, images)
+    write_imageset(a.out_images, result)
     log.info(
         "DeepFluoro %s -> %s: CT %s, %d projections (%d x %d px), %.0f%% of landmarks visible",
-        a.specimen, a.subject, spec.ct.shape, n, rows, cols, 100 * vis.mean(),
+        a.specimen, a.subject, spec.ct.shape, *result.images.shape, 100 * result.visible.mean(),
     )  # fmt: skip
 
 
