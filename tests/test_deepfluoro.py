@@ -103,6 +103,7 @@ def test_drr_for_an_imported_view_puts_the_bead_at_the_landmark(fixture_file):
 def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
     out = {k: tmp_path / name for k, name in (("ct", "ct.nii.gz"), ("seg", "seg.nii.gz"))}
     out |= {"landmarks": tmp_path / "landmarks.csv", "images": tmp_path / "real.h5"}
+    out |= {"labels": tmp_path / "labels.tsv"}
     settings = json.dumps(
         {"names": NAMES, "preprocessing": {"border": 16, "downsample": 4}, "sid": 530.0}
     )
@@ -110,6 +111,7 @@ def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
         "import-deepfluoro", "--file", str(fixture_file), "--specimen", SPECIMENS[2],
         "--subject", "s3", "--out-ct", str(out["ct"]), "--out-seg", str(out["seg"]),
         "--out-landmarks", str(out["landmarks"]), "--out-images", str(out["images"]),
+        "--out-labels", str(out["labels"]),
         "--settings", settings,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -118,6 +120,7 @@ def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
     seg = load_segmentation(out["seg"], ct, out["ct"])
     assert ct.shape == (36, 32, 28) and set(np.unique(seg.data)) == {0, 1, 2, 3, 4, 5, 6}
     assert np.allclose(np.diag(ct.affine)[:3], [-4.0, -4.0, 5.0])  # LPS grid seen in RAS
+    assert out["labels"].read_text().splitlines()[0] == "1\tleft-hemipelvis"
     landmarks = load_landmarks(out["landmarks"], NAMES, ct)
     specimen, projs = _import(fixture_file, SPECIMENS[2])
     for n in NAMES:
@@ -143,7 +146,8 @@ def test_preprocessed_variant_gives_the_images_and_labels(fixture_file, tmp_path
         "import-deepfluoro", "--file", str(fixture_file), "--specimen", SPECIMENS[1],
         "--subject", "s2", "--out-ct", str(tmp_path / "ct.nii.gz"),
         "--out-seg", str(tmp_path / "seg.nii.gz"), "--out-landmarks", str(tmp_path / "l.csv"),
-        "--out-images", str(out), "--preprocessed", str(ds),
+        "--out-images", str(out), "--out-labels", str(tmp_path / "labels.tsv"),
+        "--preprocessed", str(ds),
     ]  # fmt: skip
     settings = {"names": NAMES, "preprocessing": {"border": 16, "downsample": 4}}
     r = xrayfactory_cli(*args, "--settings", json.dumps(settings))
@@ -194,6 +198,7 @@ def test_bad_files_name_the_group(tmp_path, damage, where, problem):
         "import-deepfluoro", "--file", str(path), "--specimen", SPECIMENS[0], "--subject", "s1",
         "--out-ct", str(out), "--out-seg", str(tmp_path / "seg.nii.gz"),
         "--out-landmarks", str(tmp_path / "l.csv"), "--out-images", str(tmp_path / "real.h5"),
+        "--out-labels", str(tmp_path / "labels.tsv"),
         "--settings", json.dumps({"names": NAMES}),
     )  # fmt: skip
     assert r.returncode != 0 and where in r.stderr

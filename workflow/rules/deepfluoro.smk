@@ -43,6 +43,7 @@ rule import_deepfluoro:
         ct="results/cohort/{subject}/ct.nii.gz",
         seg="results/cohort/{subject}/seg.nii.gz",
         landmarks="results/cohort/{subject}/landmarks.csv",
+        labels="results/cohort/{subject}/labels.tsv",
         images="results/imagesets/real/{subject}.h5",
     log:
         "logs/cohort/import_{subject}.log",
@@ -64,6 +65,6 @@ rule import_deepfluoro:
     shell:
         "python -m xrayfactory import-deepfluoro --file {input.full}"
         " --specimen {wildcards.subject} --subject {wildcards.subject} --out-ct {output.ct}"
-        " --out-seg {output.seg} --out-landmarks {output.landmarks}"
+        " --out-seg {output.seg} --out-landmarks {output.landmarks} --out-labels {output.labels}"
         " --out-images {output.images} {params.preprocessed} --settings {params.settings:q}"
         " 2> {log}"

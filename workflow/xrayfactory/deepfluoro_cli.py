@@ -60,6 +60,7 @@ def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, sid: float)
 
 
 def cmd_import(a: argparse.Namespace) -> None:
+    from xrayfactory.atomic import atomic_path
     from xrayfactory.deepfluoro import Preprocessing, Reader, read_preprocessed
     from xrayfactory.imageset import write_imageset
     from xrayfactory.landmarks import save_landmarks
@@ -84,11 +85,12 @@ def cmd_import(a: argparse.Namespace) -> None:
                 "deepfluoro.preprocessing.downsample to the file's factor",
             )
         projs.images, projs.landmarks = images, landmarks
-    log.info("DeepFluoro %s labels: %s", a.specimen, spec.labels)
     result = _real_imageset(a, spec, projs, params, prep, s.get("sid", 530.0))
     save_nifti(a.out_ct, spec.ct, spec.affine)
     save_nifti(a.out_seg, spec.seg, spec.affine)
     save_landmarks(a.out_landmarks, spec.landmarks)
+    with atomic_path(a.out_labels) as tmp:
+        tmp.write_text("".join(f"{k}\t{v}\n" for k, v in sorted(spec.labels.items())))
     write_imageset(a.out_images, result)
     log.info(
         "DeepFluoro %s -> %s: CT %s, %d projections (%d x %d px), %.0f%% of landmarks visible",
@@ -109,6 +111,7 @@ def add_commands(add, settings: tuple) -> None:
         ("--out-ct", req),
         ("--out-seg", req),
         ("--out-landmarks", req),
+        ("--out-labels", {"required": True, "help": "label id <TAB> name (vol-seg/labels-def)"}),
         ("--out-images", req),
         (
             "--preprocessed",
