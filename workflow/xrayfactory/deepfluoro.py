@@ -106,8 +106,8 @@ class Reader:
         return obj
 
     def array(self, path: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        """A dataset as float64, squeezed to `shape` when given (the file stores vectors as
-        (n, 1))."""
+        """A dataset's values, reshaped to `shape` when given (the file stores vectors as
+        (n, 1)); a size that does not fit is an error naming the dataset."""
         obj = self.file.get(path)
         if not isinstance(obj, h5py.Dataset):
             raise self._error(path, "dataset missing")
@@ -117,9 +117,6 @@ class Reader:
                 raise self._error(path, f"shape {value.shape}, expected {shape}")
             value = value.reshape(shape)
         return value
-
-    def specimens(self) -> list[str]:
-        return sorted(k for k in self.file if k != "proj-params")
 
     def proj_params(self) -> ProjParams:
         g = "proj-params"
