@@ -165,16 +165,9 @@ class Reader:
             landmarks=self.landmarks_3d(spec, names),
         )
 
-    def _names(self, path: str, names: list[str]) -> h5py.Group:
-        """The landmark group at `path`; refuses unknown names and missing configured ones."""
-        g = self.group(path)
-        unknown = sorted(set(g) - set(names))
-        if unknown:
-            raise self._error(path, f"landmarks {unknown} are not in landmarks.names {names}")
-        missing = [n for n in names if n not in g]
-        if missing:
-            raise self._error(path, f"landmarks {missing} missing")
-        return g
+    def _names(self, path: str, names: list[str]) -> None:
+        """Checks the landmark names stored at `path` against the configured ones."""
+        check_names(f"{self.path}:/{path}", list(self.group(path)), names)
 
     def landmarks_3d(self, spec: str, names: list[str]) -> dict[str, np.ndarray]:
         path = f"{spec}/vol-landmarks"
@@ -217,7 +210,19 @@ class Reader:
         return Projections(np.stack(images), np.stack(lands), np.stack(ps), ids)
 
 
-def read_preprocessed(path: str | os.PathLike, specimen: str, names: list[str]) -> tuple:
+def check_names(where: str, stored: list[str], names: list[str]) -> None:
+    """Refuse stored landmark names that are not configured, and configured ones not stored."""
+    unknown = sorted(set(stored) - set(names))
+    if unknown:
+        raise InputError(where, f"landmarks {unknown} are not in landmarks.names {names}")
+    missing = [n for n in names if n not in stored]
+    if missing:
+        raise InputError(where, f"landmarks {missing} missing")
+
+
+def read_preprocessed(
+    path: str | os.PathLike, specimen: str, names: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, H, W), landmarks (N, L, 2) in `names` order) of one specimen of a
     preprocessed file (ipcai_2020_ds_{2,4,8,16}x.h5): `land-names/land-XX`, and per specimen
     number ("01" = 17-1882, ... in SPECIMENS order) `projs` (N, H, W) and `lands` (N, 2, L)."""
@@ -226,13 +231,7 @@ def read_preprocessed(path: str | os.PathLike, specimen: str, names: list[str]) 
     with Reader(path) as r:
         n_lands = int(r.array("land-names/num-lands", (1,))[0])
         stored = [_text(r.array(f"land-names/land-{i:02d}")) for i in range(n_lands)]
-        unknown = sorted(set(stored) - set(names))
-        missing = [n for n in names if n not in stored]
-        if unknown or missing:
-            raise InputError(
-                f"{where}:/land-names",
-                f"landmarks {stored} do not match landmarks.names {names}",
-            )
+        check_names(f"{where}:/land-names", stored, names)
         images = r.array(f"{group}/projs").astype(np.float32)
         lands = r.array(f"{group}/lands")
     if images.ndim != 3 or lands.shape != (len(images), 2, n_lands):
