@@ -230,6 +230,23 @@ def test_paper_configuration_plans_the_whole_study_on_a_fixture(fixture_file, tm
     assert sum(jobs.values()) <= 500
 
 
+def test_download_verifies_the_published_checksum_unless_one_is_pinned(tmp_path):
+    """Without the file, the study starts with the download; its command checks the archive
+    against the checksum the JHU archive publishes, or against a pinned sha256."""
+    absent = tmp_path / "absent" / "ipcai_2020_full_res_data.h5"
+    for pinned, flag in [(None, "--checksum-url"), ("ab" * 32, f"--sha256 {'ab' * 32}")]:
+        workdir, extra = _on_fixture(tmp_path / str(pinned), absent, {})
+        extra.write_text(yaml.safe_dump({"deepfluoro": {"file": str(absent), "sha256": pinned}}))
+        r = run(workdir, str(absent), "-n", "-p", "--configfile", str(PAPER), str(extra))
+        assert r.returncode == 0, r.stderr + r.stdout
+        command = next(line for line in r.stdout.splitlines() if "fetch-archive" in line)
+        assert flag in command
+        if pinned is None:
+            assert "'http://archive.data.jhu.edu/api/datasets/:persistentId/versions/" in command
+        else:
+            assert "--checksum-url" not in command
+
+
 @pytest.mark.slow
 def test_tiny_study_on_the_fixture(fixture_file, tmp_path):
     """The whole study on three fixture specimens with tiny settings: DeepFluoro's real X-rays

@@ -1,4 +1,5 @@
 import json
+import shlex
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -249,6 +250,15 @@ def deepfluoro_preprocessed():
 def preprocessed_flag(wildcards, input):
     """Params function: `--preprocessed FILE` when the import has one."""
     return f"--preprocessed {input.preprocessed}" if input.preprocessed else ""
+
+
+def checksum_flags(source):
+    """The archive's checksum options: the pinned sha256 when set, else where it is published."""
+    if source["sha256"]:
+        return f"--sha256 {source['sha256']}"
+    if source["checksum_url"]:
+        return f"--checksum-url {shlex.quote(source['checksum_url'])}"
+    return ""
 
 
 def prediction_files():

@@ -28,9 +28,9 @@ rule download_deepfluoro:
         mirror=config["deepfluoro"]["mirror"] or "",
         url=config["deepfluoro"]["url"],
         archive=config["deepfluoro"]["archive"],
-        sha256=config["deepfluoro"]["sha256"] or "",
+        checksum=checksum_flags(config["deepfluoro"]),
     shell:
-        "python -m xrayfactory fetch-archive --archive {params.archive} --sha256 {params.sha256:q}"
+        "python -m xrayfactory fetch-archive --archive {params.archive} {params.checksum}"
         " --member ipcai_2020_full_res_data.h5 --mirror {params.mirror:q} --url {params.url:q}"
         " --out {output} 2> {log}"
 

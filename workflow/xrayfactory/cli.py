@@ -34,15 +34,28 @@ def cmd_fetch(a: argparse.Namespace) -> None:
 
 
 def cmd_fetch_archive(a: argparse.Namespace) -> None:
-    from xrayfactory.fetch import fetch_archive
+    from xrayfactory.fetch import Checksum, fetch_archive, published_checksum
 
-    if not a.sha256:
-        raise InputError(
-            "config key deepfluoro.sha256",
-            "not set: the archive is only used after its checksum is verified; set it to the "
-            "sha256 of the archive (README, 'Reproduce the paper')",
+    if a.sha256:
+        expected = Checksum("sha256", a.sha256, "the pinned sha256 (deepfluoro.sha256)")
+    elif a.checksum_url:
+        try:
+            expected = published_checksum(a.checksum_url, url=a.url, filename=a.archive)
+        except InputError as e:
+            raise InputError(e.where, f"{e.problem}; pin the sha256 (deepfluoro.sha256)") from e
+        log.info(
+            "%s: %s %s published by %s",
+            a.archive,
+            expected.algorithm,
+            expected.value,
+            a.checksum_url,
         )
-    fetch_archive(a.archive, a.sha256, a.member, a.out, mirror=a.mirror, url=a.url)
+    else:
+        raise InputError(
+            "config keys deepfluoro.sha256 and deepfluoro.checksum_url",
+            "both unset: the archive is only used after its checksum is verified",
+        )
+    fetch_archive(a.archive, expected, a.member, a.out, mirror=a.mirror, url=a.url)
 
 
 def cmd_landmarks(a: argparse.Namespace) -> None:
@@ -535,7 +548,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd_fetch_archive,
         "copy a zip from a mirror or download it, verify sha256, extract one member",
         ("--archive", req),
-        ("--sha256", req),
+        ("--sha256", {"default": None, "help": "pinned sha256 of the archive"}),
+        ("--checksum-url", {"default": None, "help": "Dataverse file listing with its checksum"}),
         ("--member", req),
         ("--mirror", {"default": None}),
         ("--url", req),
