@@ -133,6 +133,29 @@ def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
     assert np.abs(s.view[:, :2]).max() < 45  # near-AP views recovered as angles
 
 
+def test_import_stops_when_the_pose_convention_is_off(fixture_file, tmp_path):
+    """A 60 mm error in the pose offset moves the projected landmarks by ~15 px: the import
+    refuses to write a cohort whose DRRs would not match its X-rays."""
+    out = tmp_path / "ct.nii.gz"
+    prep = {"border": 16, "downsample": 4, "pose_offset_mm": [60.0, -0.5, -0.5]}
+    args = [
+        "import-deepfluoro", "--file", str(fixture_file), "--specimen", SPECIMENS[0],
+        "--subject", "s1", "--out-ct", str(out), "--out-seg", str(tmp_path / "seg.nii.gz"),
+        "--out-landmarks", str(tmp_path / "l.csv"), "--out-images", str(tmp_path / "real.h5"),
+        "--out-labels", str(tmp_path / "labels.tsv"),
+    ]  # fmt: skip
+    r = xrayfactory_cli(*args, "--settings", json.dumps({"names": NAMES, "preprocessing": prep}))
+    assert r.returncode == 2
+    assert re.search(
+        rf"full_res_data.h5: specimen {SPECIMENS[0]}: .* land \d+\.\d px \(mean; max \d+\.\d px\) "
+        r"from the stored 2D landmarks, more than deepfluoro.max_reprojection_px = 5.0",
+        r.stderr,
+    ), r.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+    loose = {"names": NAMES, "preprocessing": prep, "max_reprojection_px": 1000.0}
+    assert xrayfactory_cli(*args, "--settings", json.dumps(loose)).returncode == 0
+
+
 def test_preprocessed_variant_gives_the_images_and_labels(fixture_file, tmp_path):
     ds = write_preprocessed(fixture_file, tmp_path / "ipcai_2020_ds_4x.h5")
     images, landmarks = read_preprocessed(ds, SPECIMENS[1], NAMES)

@@ -61,6 +61,7 @@ rule import_deepfluoro:
             names=config["landmarks"]["names"],
             preprocessing=config["deepfluoro"]["preprocessing"],
             sid=config["carm"]["sid"],
+            max_reprojection_px=config["deepfluoro"]["max_reprojection_px"],
         ),
     shell:
         "python -m xrayfactory import-deepfluoro --file {input.full}"

@@ -13,9 +13,29 @@ from xrayfactory.errors import InputError
 log = logging.getLogger("xrayfactory")
 
 
-def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, sid: float):
-    """The specimen's projections as the `real` image set; logs how far the 3D landmarks,
-    projected with the imported matrices, land from the stored 2D landmarks."""
+def _check_reprojection(a: argparse.Namespace, error: np.ndarray, max_px: float) -> None:
+    """Log how far the 3D landmarks, projected with the imported matrices, land from the
+    stored 2D landmarks (visible ones); stop when the mean is over `max_px`: the geometry would
+    be wrong for every DRR and view of the study."""
+    mean, worst = (error.mean(), error.max()) if error.size else (np.nan, np.nan)
+    log.info(
+        "reprojection of the 3D landmarks vs the stored 2D landmarks (visible): mean %.2f px, "
+        "max %.2f px (expect < 0.5 px; README, 'Reproduce the paper')",
+        mean,
+        worst,
+    )
+    if mean > max_px:
+        raise InputError(
+            a.file,
+            f"specimen {a.specimen}: the 3D landmarks projected with the imported matrices land "
+            f"{mean:.1f} px (mean; max {worst:.1f} px) from the stored 2D landmarks, more than "
+            f"deepfluoro.max_reprojection_px = {max_px}: the file's pose convention is not the "
+            "documented one (README, 'Reproduce the paper', step 2)",
+        )
+
+
+def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, s: dict):
+    """The specimen's projections as the `real` image set, after the reprojection check."""
     from xrayfactory.geometry import CArm, project, view_from_projection, visible
     from xrayfactory.imageset import ImageSet
 
@@ -24,7 +44,7 @@ def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, sid: float)
     spacing = params.spacing * prep.downsample
     carm = CArm(
         sdd=abs(params.intrinsic[0, 0]) * params.spacing,
-        sid=sid,
+        sid=s.get("sid", 530.0),
         detector_rows=rows,
         detector_cols=cols,
         pixel_spacing=spacing,
@@ -33,12 +53,7 @@ def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, sid: float)
     projected = [project(p, points) for p in projs.projection]
     vis = np.stack([visible(carm, uv, d) for uv, d in projected])
     error = np.linalg.norm(np.stack([uv for uv, _ in projected]) - projs.landmarks, axis=-1)
-    log.info(
-        "reprojection of the 3D landmarks vs the stored 2D landmarks (visible): mean %.2f px, "
-        "max %.2f px (expect < 0.5 px; README, 'Reproduce the paper')",
-        error[vis].mean() if vis.any() else np.nan,
-        error[vis].max() if vis.any() else np.nan,
-    )
+    _check_reprojection(a, error[vis], s.get("max_reprojection_px", 5.0))
     anchor = points.mean(axis=0)
     return ImageSet(
         images=projs.images,
@@ -85,7 +100,7 @@ def cmd_import(a: argparse.Namespace) -> None:
                 "deepfluoro.preprocessing.downsample to the file's factor",
             )
         projs.images, projs.landmarks = images, landmarks
-    result = _real_imageset(a, spec, projs, params, prep, s.get("sid", 530.0))
+    result = _real_imageset(a, spec, projs, params, prep, s)
     save_nifti(a.out_ct, spec.ct, spec.affine)
     save_nifti(a.out_seg, spec.seg, spec.affine)
     save_landmarks(a.out_landmarks, spec.landmarks)
