@@ -1,0 +1,287 @@
+"""Compute cost of a study configuration (default: the paper's), measured on this machine.
+
+    python benchmarks/paper_cost.py [--config config/deepfluoro.yaml] [--device cpu|cuda]
+                                    [--steps 2] [--ct CT]
+
+Each workload runs at the configuration's sizes on synthetic inputs (time per step does not
+depend on the data): the trainings for `--steps` and 2 x `--steps` steps after a warm-up run,
+whose difference cancels the set-up; a synth3d volume, a few synth2d images and DRRs. The table
+multiplies the seconds per unit by the units the configuration implies (folds, arms, seeds,
+steps, images); each measurement is printed to stderr as it ends.
+DRRs use the configured backend when it can run here, else the torch renderer, on `--ct`
+(the demo CT; DeepFluoro's CTs are larger). Evaluation, imports and bookkeeping (seconds each)
+are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from snakemake.utils import update_config
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+from xrayfactory import detector, synth2d, synth3d  # noqa: E402
+from xrayfactory.cli import _detector_settings  # noqa: E402
+from xrayfactory.config import validate_config  # noqa: E402
+from xrayfactory.ctgrid import grid_spec  # noqa: E402
+from xrayfactory.drr import _has_deepdrr, make_renderer  # noqa: E402
+from xrayfactory.geometry import CArm, ViewSampler, projection_matrix  # noqa: E402
+from xrayfactory.volumes import load_ct  # noqa: E402
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+NEVER = 10**9  # no intermediate checkpoints while timing
+
+
+def load(path: str) -> dict:
+    """The demo configuration with `path` merged over it, as Snakemake merges config files."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load(Path(path).read_text()))
+    return validate_config(config, SCHEMA, where=path)
+
+
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def per_step(train: Callable[[int, Path], None], k: int, device: torch.device) -> float:
+    """Seconds per step of `train(steps, out)`: (t(2k) - t(k)) / k after a warm-up run, so
+    that set-up (network, data, first-call initialisation) cancels."""
+    with tempfile.TemporaryDirectory() as tmp:
+        train(1, Path(tmp) / "warm-up.pt")
+        once = seconds(lambda: train(k, Path(tmp) / "a.pt"), device)
+        twice = seconds(lambda: train(2 * k, Path(tmp) / "b.pt"), device)
+    return max(twice - once, 0.0) / k
+
+
+def _landmarks(rng, n: int, n_landmarks: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    uv = rng.uniform(0.2 * size, 0.8 * size, (n, n_landmarks, 2)).astype(np.float32)
+    return uv, np.ones((n, n_landmarks), bool)
+
+
+def detector_step(c: dict, dev: str, k: int, device: torch.device) -> float:
+    """One detector step: a batch at the configured input size, augmentation included."""
+    s = replace(_detector_settings(c["detector"], 0), epochs=1)
+    rows, names = CArm(**c["carm"]).rows, c["landmarks"]["names"]
+    rng = np.random.default_rng(0)
+
+    def train(steps: int, out: Path) -> None:  # one epoch of `steps` batches
+        n = steps * s.batch_size
+        uv, vis = _landmarks(rng, n, len(names), rows)
+        images = rng.random((n, rows, rows), dtype=np.float32)
+        data = detector.preprocess(images, uv, vis, s.image_size)
+        detector.train(data, names, s, out, meta={}, device=dev)
+
+    return per_step(train, k, device)
+
+
+def synth2d_step(c: dict, dev: str, k: int, device: torch.device) -> float:
+    s = replace(synth2d.settings_from(c["synth2d"], 0), checkpoint_every=NEVER)
+    names, size = c["landmarks"]["names"], s.image_size
+    rng = np.random.default_rng(0)
+    uv, vis = _landmarks(rng, s.batch_size, len(names), size)
+    images = torch.as_tensor(rng.random((s.batch_size, 1, size, size), dtype=np.float32))
+
+    def train(steps: int, out: Path) -> None:
+        settings = replace(s, train_steps=steps)
+        synth2d.train(
+            images,
+            torch.as_tensor(uv),
+            torch.as_tensor(vis),
+            names,
+            settings,
+            out,
+            meta={},
+            device=dev,
+        )
+
+    return per_step(train, k, device)
+
+
+def synth2d_image_eval(c: dict, dev: str, k: int, device: torch.device) -> float:
+    """Seconds per image and network evaluation of the configured sampler (its batch size on
+    a GPU, `k` images on the CPU)."""
+    s = replace(synth2d.settings_from(c["synth2d"], 0), train_steps=1)
+    names, sampler = c["landmarks"]["names"], c["synth2d"]["sampler"]
+    with tempfile.TemporaryDirectory() as tmp:
+        uv, vis = _landmarks(np.random.default_rng(0), 1, len(names), s.image_size)
+        images = torch.zeros((1, 1, s.image_size, s.image_size))
+        out = Path(tmp) / "g.pt"
+        synth2d.train(images, torch.as_tensor(uv), torch.as_tensor(vis), names, s, out, meta={})
+        gen = synth2d.Synth2D(out, device=dev)
+    n = sampler["batch_size"] if device.type == "cuda" else k
+    uv, vis = _landmarks(np.random.default_rng(1), n, len(names), s.image_size)
+
+    def sample() -> None:
+        gen.sample(
+            uv,
+            vis,
+            sampler=sampler["kind"],
+            steps=sampler["steps"],
+            guidance=sampler["guidance"],
+            rng_key=(0,),
+            batch_size=n,
+        )
+
+    evals = synth2d.network_evaluations(sampler["steps"], sampler["guidance"])
+    return seconds(sample, device) / (n * evals)
+
+
+def synth3d_steps(c: dict, dev: str, k: int, device: torch.device) -> tuple[float, ...]:
+    """Seconds per autoencoder step, per diffusion step and per generated volume."""
+    section = c["synth3d"]
+    spec = grid_spec(section)
+    r = replace(synth3d.runtime(section, 0), checkpoint_every=NEVER)
+    a = synth3d.autoencoder_settings(section)
+    d = synth3d.diffusion_settings(section)
+    rng = np.random.default_rng(0)
+    n = max(a.batch_size, d.batch_size)
+    volumes = rng.random((n, 1, *spec.shape), dtype=np.float32)
+    conditions = (rng.random((n, len(spec.channels), *spec.shape)) > 0.5).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        ae = Path(tmp) / "ae.pt"
+
+        def train_ae(steps: int, out: Path) -> None:
+            synth3d.train_autoencoder(
+                volumes, spec, replace(a, steps=steps), r, out, meta={}, device=dev
+            )
+            out.replace(ae)
+
+        def train_ldm(steps: int, out: Path) -> None:
+            synth3d.train_diffusion(
+                ae, volumes, conditions, replace(d, steps=steps), r, out, meta={}, device=dev
+            )
+
+        ae_step = per_step(train_ae, k, device)
+        ldm_step = per_step(train_ldm, k, device)
+        ldm = Path(tmp) / "ldm.pt"
+        synth3d.train_diffusion(ae, volumes, conditions, replace(d, steps=1), r, ldm, meta={})
+        model = synth3d.Synth3D(ae, ldm, device=dev)
+    sampler = section["sampler"]
+
+    def generate() -> None:
+        model.generate(
+            conditions[:1], sampler=sampler["kind"], steps=sampler["steps"], rng_key=(0,)
+        )
+
+    return ae_step, ldm_step, seconds(generate, device)
+
+
+def drr_image(c: dict, dev: str, k: int, ct_path: str, device: torch.device) -> tuple[float, str]:
+    """Seconds per DRR on the configured detector grid, and the backend that made them."""
+    backend = c["drr"]["backend"]
+    if backend != "torch" and not (device.type == "cuda" and _has_deepdrr()):
+        backend = "torch"
+    kwargs = {"kvp": c["drr"]["kvp"]} if backend == "deepdrr" else {"device": dev}
+    renderer = make_renderer(backend, **kwargs)
+    carm = CArm(**c["carm"])
+    ct = load_ct(ct_path)
+    centre = ct.voxel_to_world((np.asarray(ct.shape)[None] - 1) / 2)[0]
+    views = ViewSampler(**{f: tuple(v) for f, v in c["views"].items()}).sample(
+        k + 1, np.random.default_rng(0)
+    )
+    ps = np.stack([projection_matrix(carm, v, centre) for v in views])
+    renderer.render(ct, ps[:1], carm.rows, carm.cols)  # warm-up
+    return seconds(lambda: renderer.render(ct, ps[1:], carm.rows, carm.cols), device) / k, backend
+
+
+def units(c: dict, n_subjects: int) -> dict[str, int]:
+    """How many steps, images and volumes the configured study makes."""
+    folds = n_subjects if c["split"]["scheme"] == "loso" else c["split"]["n_folds"]
+    det, s2, s3 = c["detector"], c["synth2d"], c["synth3d"]
+    det_steps = det["epochs"] * max(1, det["train_images"] // det["batch_size"])
+    evals = synth2d.network_evaluations(s2["sampler"]["steps"], s2["sampler"]["guidance"])
+    fidelity = sum(
+        synth2d.network_evaluations(f["steps"], f["guidance"]) for f in s2["fidelity"]["samplers"]
+    )
+    arms = det["arms"]
+    drrs = n_subjects * c["drr"]["images_per_subject"] * ("drr" in arms)
+    drrs += folds * s3["n_volumes"] * c["drr"]["images_per_subject"] * ("synth3d" in arms)
+    return {
+        "detector": folds * len(arms) * len(det["seeds"]) * det_steps,
+        "synth2d train": folds * s2["train_steps"] * ("synth2d" in arms),
+        "synth2d sample": folds
+        * (s2["n_images"] * evals + s2["fidelity"]["n_images"] * fidelity)
+        * ("synth2d" in arms),
+        "synth3d autoencoder": folds * s3["autoencoder"]["steps"] * ("synth3d" in arms),
+        "synth3d diffusion": folds * s3["diffusion"]["steps"] * ("synth3d" in arms),
+        "synth3d generate": folds * s3["n_volumes"] * ("synth3d" in arms),
+        "DRR": drrs,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=str(REPO / "config" / "deepfluoro.yaml"))
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--ct", default=str(REPO.parent / "shared/data/pelvis-ct/example_ct.nii.gz"))
+    a = p.parse_args()
+    c = load(a.config)
+    device = torch.device(a.device)
+    n_subjects = (
+        len(c["deepfluoro"]["specimens"])
+        if c["cohort"]["source"] == "deepfluoro"
+        else (c["cohort"]["n_subjects"])
+    )
+    k, start = a.steps, time.perf_counter()
+
+    def timed(what: str, fn: Callable[[], Any]) -> Any:
+        out = fn()
+        shown = " ".join(
+            f"{v:.4g}" if isinstance(v, float) else str(v)
+            for v in (out if isinstance(out, tuple) else (out,))
+        )
+        print(
+            f"[{time.perf_counter() - start:5.0f} s] {what}: {shown}", file=sys.stderr, flush=True
+        )
+        return out
+
+    ae, ldm, volume = timed(
+        "synth3d (s/step, s/step, s/volume)", lambda: synth3d_steps(c, a.device, k, device)
+    )
+    measured = {
+        "detector": (timed("detector", lambda: detector_step(c, a.device, k, device)), "step"),
+        "synth2d train": (timed("synth2d", lambda: synth2d_step(c, a.device, k, device)), "step"),
+        "synth2d sample": (
+            timed("sampling", lambda: synth2d_image_eval(c, a.device, k, device)),
+            "image x evaluation",
+        ),
+        "synth3d autoencoder": (ae, "step"),
+        "synth3d diffusion": (ldm, "step"),
+        "synth3d generate": (volume, "volume"),
+    }
+    drr, backend = timed("DRR", lambda: drr_image(c, a.device, 2 * k, a.ct, device))
+    measured["DRR"] = (drr, f"image ({backend})")
+    name = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"{torch.get_num_threads()} CPU threads"
+    )
+    print(f"{a.config} on {name}")
+    print(f"{'workload':<21}{'unit':<22}{'s/unit':>10}{'units':>12}{'hours':>9}")
+    total = 0.0
+    for what, count in units(c, n_subjects).items():
+        sec, unit = measured[what]
+        total += sec * count / 3600
+        print(f"{what:<21}{unit:<22}{sec:>10.4f}{count:>12,}{sec * count / 3600:>9.2f}")
+    print(f"{'total':<65}{total:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
