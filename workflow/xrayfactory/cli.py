@@ -546,7 +546,7 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "fetch-archive",
         cmd_fetch_archive,
-        "copy a zip from a mirror or download it, verify sha256, extract one member",
+        "copy a zip from a mirror or download it, verify its checksum, extract one member",
         ("--archive", req),
         ("--sha256", {"default": None, "help": "pinned sha256 of the archive"}),
         ("--checksum-url", {"default": None, "help": "Dataverse file listing with its checksum"}),

@@ -36,10 +36,6 @@ class Checksum:
     size: int | None = None
 
 
-def sha256(path: str | os.PathLike) -> str:
-    return _digests(path, ["sha256"])["sha256"]
-
-
 def _digests(path: str | os.PathLike, algorithms: list[str]) -> dict[str, str]:
     """Several digests of one file in a single read."""
     hashes = {a: hashlib.new(a) for a in algorithms}
@@ -138,7 +134,7 @@ def fetch(
     is moved to `dest` only when its checksum matches."""
     with atomic_path(Path(dest)) as tmp:
         origin = _obtain(name, tmp, mirror=mirror, url=f"{url.rstrip('/')}/{name}")
-        _verify(tmp, Checksum("sha256", expected_sha256, "sha256"), origin)
+        _verify(tmp, Checksum("sha256", expected_sha256, "the configured sha256"), origin)
 
 
 def fetch_archive(
