@@ -124,7 +124,8 @@ def write_preprocessed(full: Path, path: Path, n_specimens: int = 3) -> Path:
         for i, name in enumerate(names):
             f[f"land-names/land-{i:02d}"] = name
         for k, spec in enumerate(SPECIMENS[:n_specimens]):
-            projs = r.projections(spec, names, PREPROCESSING, params)
+            points = r.landmarks_3d(spec, names)
+            projs = r.projections(spec, names, PREPROCESSING, params, points)
             f[f"{k + 1:02d}/projs"] = projs.images
             f[f"{k + 1:02d}/lands"] = projs.landmarks.transpose(0, 2, 1)
             f[f"{k + 1:02d}/segs"] = np.zeros(projs.images.shape, np.uint8)

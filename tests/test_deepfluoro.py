@@ -43,7 +43,8 @@ def fixture_file(tmp_path_factory):
 def _import(path, spec):
     with Reader(path) as r:
         params = r.proj_params()
-        return r.specimen(spec, NAMES), r.projections(spec, NAMES, PREPROCESSING, params)
+        specimen = r.specimen(spec, NAMES)
+        return specimen, r.projections(spec, NAMES, PREPROCESSING, params, specimen.landmarks)
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])

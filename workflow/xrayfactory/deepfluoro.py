@@ -178,15 +178,21 @@ class Reader:
         return sorted(self.group(f"{spec}/projections"))
 
     def projections(
-        self, spec: str, names: list[str], prep: Preprocessing, params: ProjParams
+        self,
+        spec: str,
+        names: list[str],
+        prep: Preprocessing,
+        params: ProjParams,
+        landmarks: dict[str, np.ndarray],
     ) -> Projections:
-        """Every projection of a specimen, preprocessed, with its landmarks and P (RAS+)."""
+        """Every projection of a specimen, preprocessed, with its landmarks and P (RAS+);
+        the specimen's 3D `landmarks` (RAS+) fix P's sign: they lie in front of the source."""
         ids = self.projection_ids(spec)
         if not ids:
             raise self._error(f"{spec}/projections", "no projections")
         offset = np.eye(4)
         offset[:3, 3] = prep.pose_offset_mm
-        centre = np.r_[np.mean(list(self.landmarks_3d(spec, names).values()), axis=0), 1.0]
+        centre = np.r_[np.mean(list(landmarks.values()), axis=0), 1.0]
         images, lands, ps = [], [], []
         for pid in ids:
             g = f"{spec}/projections/{pid}"

@@ -89,7 +89,7 @@ def cmd_import(a: argparse.Namespace) -> None:
     with Reader(a.file) as r:  # everything is read (and checked) before anything is written
         params = r.proj_params()
         spec = r.specimen(a.specimen, names)
-        projs = r.projections(a.specimen, names, prep, params)
+        projs = r.projections(a.specimen, names, prep, params, spec.landmarks)
     if a.preprocessed:  # the dataset's own preprocessed images and labels, our geometry
         images, landmarks = read_preprocessed(a.preprocessed, a.specimen, names)
         if images.shape != projs.images.shape:
