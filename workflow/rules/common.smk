@@ -261,11 +261,12 @@ def checksum_flags(source):
     return ""
 
 
-def prediction_files():
-    """Every per-run prediction file the report rests on (arms + baseline, folds x seeds)."""
+def prediction_files(arms=("baseline", *ARMS)):
+    """Per-run prediction files of `arms` (default: what the report rests on, arms + baseline),
+    folds x seeds."""
     return expand(
         "results/predictions/{arm}/fold{fold}_seed{seed}.csv",
-        arm=["baseline", *ARMS],
+        arm=arms,
         fold=FOLD_IDS,
         seed=config["detector"]["seeds"],
     )
@@ -312,12 +313,7 @@ def arm_outputs(arm):
     else:
         out = generator_outputs(arm)
     if arm in ARMS:
-        out += expand(
-            "results/predictions/{arm}/fold{fold}_seed{seed}.csv",
-            arm=arm,
-            fold=FOLD_IDS,
-            seed=config["detector"]["seeds"],
-        )
+        out += prediction_files([arm])
         out += expand("results/realism/{arm}/fold{fold}.csv", arm=arm, fold=FOLD_IDS)
     return out
 
