@@ -1,16 +1,26 @@
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
 
 from tests.conftest import sphere_volume
-from xrayfactory.drr import TorchRenderer, make_renderer
-from xrayfactory.geometry import CArm, project, projection_matrix
+from xrayfactory.drr import DeepDRRRenderer, TorchRenderer, make_renderer
+from xrayfactory.geometry import CArm, project, projection_matrix, source_position
 from xrayfactory.raycast import line_integrals
 from xrayfactory.volumes import Volume
 
 CARM = CArm(pixel_spacing=0.3, downsample=12)  # 128 x 128, 3.6 mm pixels
 BEAD = np.array([12.0, -8.0, 20.0])  # a "landmark" in world mm
+BEAD_VIEWS = [
+    (0, 0, 0, 0, 0, 0),
+    (30, 10, 0, 5, 0, -5),
+    (-40, -15, 5, 0, 10, 0),
+    (90, 0, 0, 0, 0, 0),
+    (15, 35, -8, -10, 5, 10),
+]
+HAS_DEEPDRR = torch.cuda.is_available() and importlib.util.find_spec("deepdrr") is not None
 
 
 def _hu_phantom(bead: np.ndarray | None) -> Volume:
@@ -22,20 +32,10 @@ def _hu_phantom(bead: np.ndarray | None) -> Volume:
     return vol
 
 
-@pytest.mark.parametrize(
-    "view",
-    [
-        (0, 0, 0, 0, 0, 0),
-        (30, 10, 0, 5, 0, -5),
-        (-40, -15, 5, 0, 10, 0),
-        (90, 0, 0, 0, 0, 0),
-        (15, 35, -8, -10, 5, 10),
-    ],
-)
-def test_bead_centroid_matches_projected_landmark(view):
-    """Render a dense sphere at a landmark: its 2D centroid is within 0.5 px of the projection."""
+def _bead_offset(renderer, view) -> float:
+    """Distance (px) between the centroid of a rendered bead (with minus without) and the
+    projection of its centre."""
     p = projection_matrix(CARM, np.array(view, float), np.zeros(3))[None]
-    renderer = TorchRenderer(device="cpu")
     with_bead = renderer.render(_hu_phantom(BEAD), p, CARM.rows, CARM.cols)[0]
     without = renderer.render(_hu_phantom(None), p, CARM.rows, CARM.cols)[0]
     diff = with_bead - without
@@ -44,7 +44,25 @@ def test_bead_centroid_matches_projected_landmark(view):
     assert n == 1
     row, col = ndi.center_of_mass(diff * mask)
     uv, _ = project(p[0], BEAD[None])
-    assert np.hypot(col - uv[0, 0], row - uv[0, 1]) < 0.5
+    return float(np.hypot(col - uv[0, 0], row - uv[0, 1]))
+
+
+@pytest.mark.parametrize("view", BEAD_VIEWS)
+def test_bead_centroid_matches_projected_landmark(view):
+    """Render a dense sphere at a landmark: its 2D centroid is within 0.5 px of the projection."""
+    assert _bead_offset(TorchRenderer(device="cpu"), view) < 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_DEEPDRR, reason="needs CUDA and deepdrr")
+@pytest.mark.parametrize("view", BEAD_VIEWS)
+def test_deepdrr_bead_centroid_matches_projected_landmark(view):
+    """DeepDRR images line up with our labels (no half-pixel shift) and are -ln(I/I0): air 0."""
+    renderer = DeepDRRRenderer()
+    p = projection_matrix(CARM, np.array(view, float), np.zeros(3))[None]
+    air = renderer.render(_hu_phantom(None), p, CARM.rows, CARM.cols)[0, 0, 0]  # misses the CT
+    assert abs(air) < 1e-4
+    assert _bead_offset(renderer, view) < 0.1
 
 
 def test_line_integral_of_uniform_box_equals_chord():
@@ -113,6 +131,38 @@ def test_deepdrr_camera_conversion_reproduces_our_images():
     ours = renderer.render(vol, p[None], CARM.rows, CARM.cols)[0]
     theirs = renderer.render(vol, (k @ np.c_[r, t])[None], CARM.rows, CARM.cols)[0]
     assert np.allclose(theirs[:, ::-1], ours, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "view",
+    [(0, 0, 0, 0, 0, 0), (25, -10, 4, 5, 0, 3), (-40, 15, -3, 0, 10, 0), (90, 30, 8, -20, 5, 10)],
+)
+def test_deepdrr_camera_rays_pass_through_our_pixel_centres(view):
+    """Emulate DeepDRR 1.2.2's ray rule (output pixel (u, v) -> inv(K R) [u + 0.5, v + 0.5, 1],
+    then our left-right flip): each pixel's ray is the ray through our pixel centre."""
+    from xrayfactory.deepdrr_backend import deepdrr_camera
+
+    carm = CArm(pixel_spacing=0.3, downsample=12, detector_cols=1200)  # 128 rows x 100 cols
+    p = projection_matrix(carm, np.array(view, float), np.zeros(3))
+    k, r, t, flip = deepdrr_camera(p, carm.cols)
+    assert flip and np.isclose(np.linalg.det(r), 1.0)
+    assert np.allclose(-r.T @ t, source_position(p))
+    v, u = np.mgrid[0 : carm.rows, 0 : carm.cols]
+    theirs = np.stack([u + 0.5, v + 0.5, np.ones(u.shape)], -1) @ np.linalg.inv(k @ r).T
+    theirs = theirs[:, ::-1]
+    ours = np.stack([u, v, np.ones(u.shape)], -1) @ np.linalg.inv(p[:, :3]).T
+    theirs /= np.linalg.norm(theirs, axis=-1, keepdims=True)
+    ours /= np.linalg.norm(ours, axis=-1, keepdims=True)
+    assert np.abs(np.cross(theirs, ours)).max() < 1e-9
+    assert (np.sum(theirs * ours, axis=-1) > 0).all()
+
+
+def test_unattenuated_intensity_of_a_deepdrr_spectrum():
+    """DeepDRR's air value: bins of (eV, photons) -> sum of keV x normalised photon count."""
+    from xrayfactory.deepdrr_backend import unattenuated_intensity
+
+    spectrum = np.array([[20e3, 1.0], [40e3, 3.0], [60e3, 0.0], [80e3, 4.0]])
+    assert unattenuated_intensity(spectrum) == pytest.approx((20 * 1 + 40 * 3 + 80 * 4) / 8.0)
 
 
 @pytest.mark.gpu

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from monai.networks.layers import GaussianFilter
 
-from xrayfactory.drr import hu_to_density, pick_device
+from xrayfactory.drr import pick_device
 from xrayfactory.physics import DENSITY, mass_attenuation, tube_spectrum
 from xrayfactory.progress import Progress
 from xrayfactory.raycast import line_integrals, pixel_rays
@@ -51,10 +51,17 @@ class AcquisitionParams:
     device: str = "auto"
 
 
+def water_equivalent_density(hu: torch.Tensor) -> torch.Tensor:
+    """Mass density (g/cm^3) from HU, water-equivalent linear map 1 + HU/1000, clipped at 0.
+    The proxy-real model keeps its own map (not the DRRs' DeepDRR fit, `drr.hu_to_density`):
+    it is a separate image-formation model whose parameters were set with this map."""
+    return (1.0 + hu / 1000.0).clamp(min=0.0)
+
+
 def material_channels(hu: torch.Tensor) -> torch.Tensor:
     """(5, I, J, K) densities: air, soft tissue and bone with a partial-volume ramp, metal
     (titanium) above METAL_MIN_HU; the steel channel is filled by K-wires, not the CT."""
-    rho = hu_to_density(hu)
+    rho = water_equivalent_density(hu)
     metal = hu >= METAL_MIN_HU
     air = hu < -800.0
     frac = ((hu - BONE_RAMP_HU[0]) / (BONE_RAMP_HU[1] - BONE_RAMP_HU[0])).clamp(0.0, 1.0)

@@ -2,11 +2,13 @@
 
 The geometric core both image-formation models use. Rays come from P alone (source = null
 space of P; pixel (col, row) -> direction M^-1 [col, row, 1]). Integration is Joseph's method:
-each view steps through the volume slice by slice along the voxel axis most aligned with its
-principal ray and interpolates bilinearly inside each slice, so one view is a single batched 2D
-`grid_sample` (far faster than 3D trilinear sampling on CPU, and exact for the piecewise-linear
-volume along the stepping axis). `oversample` inserts linearly interpolated sub-slices.
-Memory is bounded by processing slices in chunks of at most `max_samples` samples.
+each ray steps through the volume slice by slice along the voxel axis on which its direction, in
+voxel units, has the largest component (so consecutive samples are at most one voxel apart in
+every axis) and interpolates bilinearly inside each slice. The pixels of a view are grouped by
+stepping axis and each group is one batched 2D `grid_sample` over that axis's slice stack (far
+faster than 3D trilinear sampling on CPU, and exact for the piecewise-linear volume along the
+stepping axis). `oversample` inserts linearly interpolated sub-slices. Memory is bounded by
+processing slices in chunks of at most `max_samples` samples.
 """
 
 from __future__ import annotations
@@ -48,6 +50,57 @@ def _slices(
     return stack.contiguous(), pos
 
 
+def _voxel_rays(
+    p: torch.Tensor, inv: torch.Tensor, rows: int, cols: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source (3,) and ray directions (rows*cols, 3) in voxel indices, and the world length
+    (mm) of each direction vector (rows*cols,)."""
+    source, dirs = pixel_rays(p, rows, cols)
+    return inv[:3, :3] @ source + inv[:3, 3], dirs @ inv[:3, :3].T, dirs.norm(dim=-1)
+
+
+def _integrate(
+    stack: torch.Tensor,
+    pos: torch.Tensor,
+    axis: int,
+    s_vox: torch.Tensor,
+    d_vox: torch.Tensor,
+    max_samples: int,
+) -> torch.Tensor:
+    """(C, N) sums over the slices of `stack` (along `axis`) of the bilinear samples on the rays
+    `d_vox` (N, 3) from `s_vox`; times each ray's mm per slice, they are its line integrals."""
+    shape = stack.shape[2:]
+    other = [a for a in (0, 1, 2) if a != axis]
+    da = d_vox[:, axis]
+    # normalised (x, y) in each slice (x along other[1], y along other[0]) is affine in the
+    # slice position: xy = base + (pos - s_a) * slope, per ray
+    norm = torch.tensor(
+        [2.0 / max(shape[1] - 1, 1), 2.0 / max(shape[0] - 1, 1)],
+        dtype=torch.float64,
+        device=stack.device,
+    )
+    base = (s_vox[[other[1], other[0]]] * norm - 1.0).to(stack.dtype)
+    slope = (d_vox[:, [other[1], other[0]]] / da[:, None] * norm).to(stack.dtype)
+    sign = torch.sign(da).to(stack.dtype)
+    offsets = (pos - s_vox[axis]).to(stack.dtype)
+    total = torch.zeros(stack.shape[1], len(d_vox), dtype=stack.dtype, device=stack.device)
+    chunk = max(1, max_samples // len(d_vox))
+    for start in range(0, len(pos), chunk):
+        off = offsets[start : start + chunk]
+        xy = base + off[:, None, None] * slope[None]
+        behind = (off[:, None] * sign[None]) <= 0  # slice behind the source for this ray
+        xy.masked_fill_(behind[..., None], 3.0)
+        vals = F.grid_sample(
+            stack[start : start + chunk],
+            xy[:, None],
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=True,
+        )
+        total += vals.sum(0).flatten(1)
+    return total
+
+
 def line_integrals(
     channels: torch.Tensor,
     affine: np.ndarray,
@@ -65,47 +118,19 @@ def line_integrals(
     ps = torch.as_tensor(
         np.asarray(projections, float).reshape(-1, 3, 4), dtype=torch.float64, device=dev
     )
-    shape = channels.shape[1:]
     out = torch.zeros(len(ps), channels.shape[0], rows * cols, dtype=channels.dtype, device=dev)
-    # one re-strided copy of the volume at a time (views of a batch mostly share an axis)
-    stack_axis, stack, pos = -1, channels, torch.empty(0)
-    for v, p in enumerate(ps):
-        source, dirs = pixel_rays(p, rows, cols)
-        s_vox = inv[:3, :3] @ source + inv[:3, 3]
-        d_vox = dirs @ inv[:3, :3].T
-        principal = inv[:3, :3] @ torch.linalg.inv(p[:, :3])[:, 2]
-        axis = int(principal.abs().argmax())
-        if axis != stack_axis:
-            stack_axis, (stack, pos) = axis, _slices(channels, axis, oversample)
-        other = [a for a in (0, 1, 2) if a != axis]
-        da = d_vox[:, axis]
-        da = torch.where(da.abs() < 1e-12, torch.full_like(da, 1e-12), da)
-        # mm of ray per unit step of the stepping axis, divided by the sub-slice density
-        step_mm = dirs.norm(dim=-1) / da.abs() / oversample
-        # normalised (x, y) in each slice (x along other[1], y along other[0]) is affine in the
-        # slice position: xy = base + (pos - s_a) * slope, per pixel
-        norm = torch.tensor(
-            [2.0 / max(shape[other[1]] - 1, 1), 2.0 / max(shape[other[0]] - 1, 1)],
-            dtype=torch.float64,
-            device=dev,
-        )
-        base = (s_vox[[other[1], other[0]]] * norm - 1.0).to(stack.dtype)
-        slope = (d_vox[:, [other[1], other[0]]] / da[:, None] * norm).to(stack.dtype)
-        sign = torch.sign(da).to(stack.dtype)
-        offsets = (pos - s_vox[axis]).to(stack.dtype)
-        chunk = max(1, max_samples // (rows * cols))
-        for start in range(0, len(pos), chunk):
-            off = offsets[start : start + chunk]
-            xy = base + off[:, None, None] * slope[None]
-            behind = (off[:, None] * sign[None]) <= 0  # slice behind the source for this ray
-            xy.masked_fill_(behind[..., None], 3.0)
-            vals = F.grid_sample(
-                stack[start : start + chunk],
-                xy.view(-1, rows, cols, 2),
-                mode="bilinear",
-                padding_mode="zeros",
-                align_corners=True,
-            )
-            out[v] += vals.sum(0).flatten(1)
-        out[v] *= step_mm.to(out.dtype)
+    # one re-strided copy of the volume at a time: each axis's stack serves all views
+    axes = [_voxel_rays(p, inv, rows, cols)[1].abs().argmax(-1).to(torch.uint8) for p in ps]
+    for axis in sorted({int(a) for per_view in axes for a in per_view.unique()}):
+        stack, pos = _slices(channels, axis, oversample)
+        for v, p in enumerate(ps):
+            idx = (axes[v] == axis).nonzero().squeeze(1)
+            if len(idx) == 0:
+                continue
+            s_vox, d_vox, length = _voxel_rays(p, inv, rows, cols)
+            d_vox, length = d_vox[idx], length[idx]
+            # mm of ray per unit step of the stepping axis, divided by the sub-slice density
+            step_mm = length / d_vox[:, axis].abs() / oversample
+            sums = _integrate(stack, pos, axis, s_vox, d_vox, max_samples)
+            out[v][:, idx] = sums * step_mm.to(out.dtype)
     return out.view(len(ps), channels.shape[0], rows, cols)
