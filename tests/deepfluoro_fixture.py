@@ -130,3 +130,19 @@ def write_preprocessed(full: Path, path: Path, n_specimens: int = 3) -> Path:
             f[f"{k + 1:02d}/lands"] = projs.landmarks.transpose(0, 2, 1)
             f[f"{k + 1:02d}/segs"] = np.zeros(projs.images.shape, np.uint8)
     return path
+
+
+def mirror_deepfluoro(path: Path) -> Path:
+    """Mirror a fixture file in place: every image flipped left-right, its 2D landmarks with
+    it, and the intrinsic matrix composed with the same flip, so that the stored geometry still
+    reproduces the stored landmarks but with the other handedness."""
+    flip = np.array([[-1.0, 0, COLS - 1], [0, 1, 0], [0, 0, 1]])
+    with h5py.File(path, "a") as f:
+        f["proj-params/intrinsic"][...] = flip @ f["proj-params/intrinsic"][()]
+        for spec in (k for k in f if k != "proj-params"):
+            for proj in f[f"{spec}/projections"].values():
+                pixels = proj["image/pixels"]
+                pixels[...] = pixels[()][:, ::-1]
+                for land in proj["gt-landmarks"].values():
+                    land[...] = (flip[:2] @ np.r_[land[()].ravel(), 1.0]).reshape(2, 1)
+    return path

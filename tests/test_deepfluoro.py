@@ -1,6 +1,7 @@
 """DeepFluoro import on a fixture in the exact file layout: geometry proofs (stored 2D landmarks
 reproduced by the imported projection matrices; a DRR for an imported view puts a bead where the
-landmark projects), the cohort and image-set files, and bad input naming the group path."""
+landmark projects), the cohort and image-set files, visibility from the stored landmarks, the
+reprojection gate, mirrored conventions refused, and bad input naming the group path."""
 
 from __future__ import annotations
 
@@ -19,12 +20,21 @@ from tests.deepfluoro_fixture import (
     BEAD_MM,
     PREPROCESSING,
     SPACING,
+    mirror_deepfluoro,
     specimen_geometry,
     write_deepfluoro,
     write_preprocessed,
 )
 from tests.study import TINY, planned_jobs, run, study_dir
-from xrayfactory.deepfluoro import LANDMARKS, SPECIMENS, Reader, read_preprocessed
+from xrayfactory.deepfluoro import (
+    LANDMARKS,
+    SPECIMENS,
+    Reader,
+    image_affine,
+    in_image,
+    read_preprocessed,
+)
+from xrayfactory.deepfluoro_cli import MAX_REPROJECTION_PX
 from xrayfactory.drr import TorchRenderer
 from xrayfactory.errors import InputError
 from xrayfactory.geometry import project
@@ -45,6 +55,19 @@ def _import(path, spec):
         params = r.proj_params()
         specimen = r.specimen(spec, NAMES)
         return specimen, r.projections(spec, NAMES, PREPROCESSING, params, specimen.landmarks)
+
+
+PREP = {"preprocessing": {"border": 16, "downsample": 4}}  # PREPROCESSING in settings
+
+
+def _cli_args(path, spec, tmp_path):
+    """import-deepfluoro arguments writing every output under `tmp_path` (settings apart)."""
+    return [
+        "import-deepfluoro", "--file", str(path), "--specimen", spec, "--subject", "s1",
+        "--out-ct", str(tmp_path / "ct.nii.gz"), "--out-seg", str(tmp_path / "seg.nii.gz"),
+        "--out-landmarks", str(tmp_path / "l.csv"), "--out-images", str(tmp_path / "real.h5"),
+        "--out-labels", str(tmp_path / "labels.tsv"),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
@@ -130,6 +153,8 @@ def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
     assert s.images.shape == (3, 56, 56) and s.attrs["arm"] == "real" and not s.attrs["proxy"]
     assert s.attrs["pixel_spacing_mm"] == pytest.approx(1.94 * 4)
     np.testing.assert_allclose(s.projection, projs.projection)
+    np.testing.assert_allclose(s.landmarks, projs.landmarks, rtol=1e-6)  # the stored labels
+    np.testing.assert_array_equal(s.visible, in_image(projs.landmarks, 56, 56))
     assert (s.subject == "s3").all() and s.visible.dtype == bool
     assert np.abs(s.view[:, :2]).max() < 45  # near-AP views recovered as angles
 
@@ -149,12 +174,98 @@ def test_import_stops_when_the_pose_convention_is_off(fixture_file, tmp_path):
     assert r.returncode == 2
     assert re.search(
         rf"full_res_data.h5: specimen {SPECIMENS[0]}: .* land \d+\.\d px \(mean; max \d+\.\d px\) "
-        r"from the stored 2D landmarks, more than deepfluoro.max_reprojection_px = 5.0",
+        r"from the stored 2D landmarks, more than deepfluoro.max_reprojection_px = 1.0",
         r.stderr,
     ), r.stderr
     assert not list(tmp_path.iterdir())  # nothing written
     loose = {"names": NAMES, "preprocessing": prep, "max_reprojection_px": 1000.0}
     assert xrayfactory_cli(*args, "--settings", json.dumps(loose)).returncode == 0
+
+
+def test_default_gate_stops_a_two_pixel_error(fixture_file, tmp_path):
+    """An 8 mm error in the pose offset moves the projected landmarks by about 2 px: within
+    the old 5 px gate, over the default 1 px one (the schema's, repeated by the CLI)."""
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    default = schema["properties"]["deepfluoro"]["properties"]["max_reprojection_px"]["default"]
+    assert default == MAX_REPROJECTION_PX == 1.0
+    out = tmp_path / "out"
+    out.mkdir()
+    args = _cli_args(fixture_file, SPECIMENS[0], out)
+    prep = {"border": 16, "downsample": 4, "pose_offset_mm": [8.0, -0.5, -0.5]}
+    r = xrayfactory_cli(*args, "--settings", json.dumps({"names": NAMES, "preprocessing": prep}))
+    assert r.returncode == 2, r.stderr
+    m = re.search(
+        rf"error: {re.escape(str(fixture_file))}: specimen {SPECIMENS[0]}: .* land "
+        r"(\d+\.\d) px \(mean; max \d+\.\d px\) from the stored 2D landmarks, more than "
+        r"deepfluoro.max_reprojection_px = 1.0",
+        r.stderr,
+    )
+    assert m and 1.5 <= float(m.group(1)) <= 3.0, r.stderr
+    assert not list(out.iterdir())  # nothing written
+    old = {"names": NAMES, "preprocessing": prep, "max_reprojection_px": 5.0}
+    assert xrayfactory_cli(*args, "--settings", json.dumps(old)).returncode == 0
+
+
+def test_visibility_follows_the_stored_landmarks(tmp_path):
+    """A landmark that P puts in the image is invisible when its stored 2D landmark lies
+    outside it, is not finite, or is absent; the labels stay the stored ones."""
+    path = write_deepfluoro(tmp_path / "vis.h5", n_specimens=1)
+    specimen, projs = _import(path, SPECIMENS[0])
+    ras = np.stack([specimen.landmarks[n] for n in NAMES])
+    uv, _ = project(projs.projection[0], ras)
+    inside = np.flatnonzero(((uv > 5) & (uv < 50)).all(1))
+    outside, nan, absent = (NAMES[i] for i in inside[:3])
+    with h5py.File(path, "a") as f:
+        g = f[f"{SPECIMENS[0]}/projections/000/gt-landmarks"]
+        g[outside][...] = np.array([[-300.0], [120.0]])  # raw px: left of the image
+        g[nan][...] = np.full((2, 1), np.nan)
+        del g[absent]
+    out = tmp_path / "out"
+    out.mkdir()
+    r = xrayfactory_cli(
+        *_cli_args(path, SPECIMENS[0], out), "--settings", json.dumps({"names": NAMES, **PREP})
+    )
+    assert r.returncode == 0, r.stderr
+    s = read_imageset(out / "real.h5")
+    i_out, i_nan, i_absent = (NAMES.index(n) for n in (outside, nan, absent))
+    assert not s.visible[0, [i_out, i_nan, i_absent]].any()
+    a = image_affine(256, 256, PREPROCESSING, rotate=False)
+    np.testing.assert_allclose(s.landmarks[0, i_out], a[:2] @ [-300.0, 120.0, 1.0], rtol=1e-6)
+    assert np.isfinite(s.landmarks).all()  # the missing ones labelled where P puts them
+    np.testing.assert_allclose(s.landmarks[0, [i_nan, i_absent]], uv[[i_nan, i_absent]], atol=1e-3)
+    others = np.setdiff1d(np.arange(len(NAMES)), [i_out, i_nan, i_absent])
+    np.testing.assert_array_equal(
+        s.visible[0, others], in_image(projs.landmarks[0, others], 56, 56)
+    )
+    np.testing.assert_array_equal(s.visible[1:], in_image(projs.landmarks[1:], 56, 56))
+
+
+def test_mirrored_convention_is_refused(tmp_path):
+    """Images flipped left-right with the stored geometry mirrored to match: the stored
+    landmarks are still reproduced exactly, but P has the other handedness than the synthetic
+    C-arm's, so the import stops and writes nothing."""
+    path = mirror_deepfluoro(write_deepfluoro(tmp_path / "mirrored.h5", n_specimens=1))
+    offset = np.eye(4)
+    offset[:3, 3] = PREPROCESSING.pose_offset_mm
+    with h5py.File(path) as f:  # the mirrored file is self-consistent
+        k, e = f["proj-params/intrinsic"][()], f["proj-params/extrinsic"][()]
+        lps = np.stack([f[f"{SPECIMENS[0]}/vol-landmarks/{n}"][()].ravel() for n in NAMES])
+        g = f[f"{SPECIMENS[0]}/projections/000"]
+        pose = g["gt-poses/cam-to-pelvis-vol"][()]
+        stored = np.stack([g[f"gt-landmarks/{n}"][()].ravel() for n in NAMES])
+    uv, _ = project(k @ (e @ np.linalg.inv(offset @ pose))[:3], lps)
+    np.testing.assert_allclose(uv, stored, atol=1e-6)
+    where = f"mirrored.h5:/{SPECIMENS[0]}/projections/000"
+    problem = f"mirrored convention: specimen {SPECIMENS[0]}, projection 000"
+    with pytest.raises(InputError, match=f"{where}: {problem}"):
+        _import(path, SPECIMENS[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    r = xrayfactory_cli(
+        *_cli_args(path, SPECIMENS[0], out), "--settings", json.dumps({"names": NAMES, **PREP})
+    )
+    assert r.returncode == 2 and f"error: {tmp_path}/{where}: {problem}" in r.stderr, r.stderr
+    assert not list(out.iterdir())  # nothing written
 
 
 def test_preprocessed_variant_gives_the_images_and_labels(fixture_file, tmp_path):
@@ -205,9 +316,16 @@ def test_preprocessed_variant_gives_the_images_and_labels(fixture_file, tmp_path
             r"\['XYZ-l'\] are not in landmarks.names",
         ),
         (
-            lambda f: f.__delitem__(f"{SPECIMENS[0]}/projections/002/gt-landmarks/FH-l"),
+            lambda f: f.__delitem__(f"{SPECIMENS[0]}/projections/002/gt-landmarks"),
             f"/{SPECIMENS[0]}/projections/002/gt-landmarks",
-            r"\['FH-l'\] missing",
+            "group missing",
+        ),
+        (
+            lambda f: f.__setitem__(
+                f"{SPECIMENS[0]}/projections/002/gt-landmarks/XYZ-l", np.zeros((2, 1))
+            ),
+            f"/{SPECIMENS[0]}/projections/002/gt-landmarks",
+            r"\['XYZ-l'\] are not in landmarks.names",
         ),
     ],
 )

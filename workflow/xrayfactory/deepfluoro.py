@@ -14,6 +14,10 @@ cam-to-pelvis-vol pose and C the half-voxel translation that xreg (the dataset's
 applies to it (`pose_offset_mm`). Preprocessing (SyntheX / IPCAI protocol): crop a border,
 log transform, rotate 180 degrees where `rot-180-for-up` says so, downsample by block means. The
 same 2D affine moves the landmarks and the projection matrix, so projection and labels agree.
+The labels are the stored 2D landmarks (the dataset's ground truth), and so is visibility: a
+landmark is visible where its stored position lies in the imported image (`in_image`); one
+absent from `gt-landmarks` or not finite there is invisible. An imported P whose handedness
+differs from the synthetic C-arm's (a mirrored convention) is refused (`check_handedness`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import h5py
 import numpy as np
 
 from xrayfactory.errors import InputError
+from xrayfactory.geometry import CArm, decompose_projection, projection_matrix
 from xrayfactory.views import pixel_rescale
 
 SPECIMENS = ("17-1882", "18-1109", "18-0725", "18-2799", "18-2800", "17-1905")
@@ -68,8 +73,9 @@ class Specimen:
 
 @dataclass
 class Projections:
-    """A specimen's preprocessed projections: images (N, H, W), landmarks (N, L, 2) in
-    pixels, projection matrices (N, 3, 4) from RAS+ mm, and the stored projection ids."""
+    """A specimen's preprocessed projections: images (N, H, W), the stored 2D landmarks
+    (N, L, 2) in pixels (NaN where a projection's `gt-landmarks` lacks one or holds a non-finite
+    value), projection matrices (N, 3, 4) from RAS+ mm, and the stored projection ids."""
 
     images: np.ndarray
     landmarks: np.ndarray
@@ -165,9 +171,12 @@ class Reader:
             landmarks=self.landmarks_3d(spec, names),
         )
 
-    def _names(self, path: str, names: list[str]) -> None:
-        """Checks the landmark names stored at `path` against the configured ones."""
-        check_names(f"{self.path}:/{path}", list(self.group(path)), names)
+    def _names(self, path: str, names: list[str], missing_ok: bool = False) -> list[str]:
+        """Checks the landmark names stored at `path` against the configured ones; returns
+        the stored names."""
+        stored = list(self.group(path))
+        check_names(f"{self.path}:/{path}", stored, names, missing_ok=missing_ok)
+        return stored
 
     def landmarks_3d(self, spec: str, names: list[str]) -> dict[str, np.ndarray]:
         path = f"{spec}/vol-landmarks"
@@ -185,8 +194,9 @@ class Reader:
         params: ProjParams,
         landmarks: dict[str, np.ndarray],
     ) -> Projections:
-        """Every projection of a specimen, preprocessed, with its landmarks and P (RAS+);
-        the specimen's 3D `landmarks` (RAS+) fix P's sign: they lie in front of the source."""
+        """Every projection of a specimen, preprocessed, with its stored 2D landmarks and P
+        (RAS+); the specimen's 3D `landmarks` (RAS+) fix P's sign: they lie in front of the
+        source. A P of the other handedness than the synthetic C-arm's is an error."""
         ids = self.projection_ids(spec)
         if not ids:
             raise self._error(f"{spec}/projections", "no projections")
@@ -204,8 +214,14 @@ class Reader:
                 )
             pose = self.array(f"{g}/gt-poses/cam-to-pelvis-vol", (4, 4))
             rotate = bool(self.array(f"{g}/rot-180-for-up", (1,))[0])
-            self._names(f"{g}/gt-landmarks", names)
-            uv = np.stack([self.array(f"{g}/gt-landmarks/{n}", (2,)) for n in names])
+            stored = self._names(f"{g}/gt-landmarks", names, missing_ok=True)
+            uv = np.stack(
+                [
+                    self.array(f"{g}/gt-landmarks/{n}", (2,)) if n in stored else np.full(2, np.nan)
+                    for n in names
+                ]
+            ).astype(float)
+            uv[~np.isfinite(uv).all(axis=1)] = np.nan
             cam = params.extrinsic @ np.linalg.inv(offset @ pose)
             p = params.intrinsic @ cam[:3] @ LPS_TO_RAS
             p *= np.sign(p[2] @ centre)  # positive depth in front of the source
@@ -213,17 +229,50 @@ class Reader:
             images.append(preprocess(raw, prep, rotate))
             lands.append(uv @ a[:2, :2].T + a[:2, 2])
             ps.append(a @ p)
+            check_handedness(f"{self.path}:/{g}", ps[-1], spec, pid)
         return Projections(np.stack(images), np.stack(lands), np.stack(ps), ids)
 
 
-def check_names(where: str, stored: list[str], names: list[str]) -> None:
-    """Refuse stored landmark names that are not configured, and configured ones not stored."""
+def check_names(where: str, stored: list[str], names: list[str], missing_ok: bool = False) -> None:
+    """Refuse stored landmark names that are not configured, and (unless `missing_ok`)
+    configured ones not stored."""
     unknown = sorted(set(stored) - set(names))
     if unknown:
         raise InputError(where, f"landmarks {unknown} are not in landmarks.names {names}")
     missing = [n for n in names if n not in stored]
-    if missing:
+    if missing and not missing_ok:
         raise InputError(where, f"landmarks {missing} missing")
+
+
+def handedness(p: np.ndarray) -> int:
+    """+1 or -1: the sign of det R in P = K [R | t] with K's diagonal positive, for a P scaled
+    so that points in front of the source have positive depth. A mirror image (one image axis
+    flipped) has the other sign."""
+    _, r, _ = decompose_projection(p)
+    return int(np.sign(np.linalg.det(r)))
+
+
+def check_handedness(where: str, p: np.ndarray, spec: str, pid: str) -> None:
+    """Refuse an imported P whose handedness differs from the synthetic C-arm's (our DRRs and
+    views, `geometry.projection_matrix`): its images would be mirror images of the DRRs of the
+    same pose, with left and right swapped, even where its reprojection error is small."""
+    ours = handedness(projection_matrix(CArm(), np.zeros(6), np.zeros(3)))
+    theirs = handedness(p)
+    if theirs != ours:
+        raise InputError(
+            where,
+            f"mirrored convention: specimen {spec}, projection {pid}: the imported projection "
+            f"matrix has det R = {theirs:+d} (P = K [R | t], K's diagonal positive, positive "
+            f"depth in front of the source), the synthetic C-arm's has {ours:+d}: its images "
+            "would be mirror images of the DRRs of the same view (left and right swapped)",
+        )
+
+
+def in_image(uv: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Whether 2D landmarks (..., 2) (col, row) lie in a rows x cols image, pixel centres at
+    integers, with the bounds of `geometry.visible`; a non-finite one does not."""
+    col, row = uv[..., 0], uv[..., 1]
+    return (col >= -0.5) & (col <= cols - 0.5) & (row >= -0.5) & (row <= rows - 0.5)
 
 
 def read_preprocessed(

@@ -12,6 +12,8 @@ from xrayfactory.errors import InputError
 
 log = logging.getLogger("xrayfactory")
 
+MAX_REPROJECTION_PX = 1.0  # deepfluoro.max_reprojection_px's default (config schema)
+
 
 def _check_reprojection(a: argparse.Namespace, error: np.ndarray, max_px: float) -> None:
     """Log how far the 3D landmarks, projected with the imported matrices, land from the
@@ -35,8 +37,11 @@ def _check_reprojection(a: argparse.Namespace, error: np.ndarray, max_px: float)
 
 
 def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, s: dict):
-    """The specimen's projections as the `real` image set, after the reprojection check."""
-    from xrayfactory.geometry import CArm, project, view_from_projection, visible
+    """The specimen's projections as the `real` image set, after the reprojection check. The
+    labels and their visibility are the stored 2D landmarks (in the image or not); a landmark
+    the file lacks is invisible, labelled where P projects it."""
+    from xrayfactory.deepfluoro import in_image
+    from xrayfactory.geometry import CArm, project, view_from_projection
     from xrayfactory.imageset import ImageSet
 
     names = list(spec.landmarks)
@@ -50,14 +55,15 @@ def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, s: dict):
         pixel_spacing=spacing,
     )
     points = np.stack(list(spec.landmarks.values()))
-    projected = [project(p, points) for p in projs.projection]
-    vis = np.stack([visible(carm, uv, d) for uv, d in projected])
-    error = np.linalg.norm(np.stack([uv for uv, _ in projected]) - projs.landmarks, axis=-1)
-    _check_reprojection(a, error[vis], s.get("max_reprojection_px", 5.0))
+    projected = np.stack([project(p, points)[0] for p in projs.projection])
+    vis = in_image(projs.landmarks, rows, cols)
+    error = np.linalg.norm(projected - projs.landmarks, axis=-1)
+    _check_reprojection(a, error[vis], s.get("max_reprojection_px", MAX_REPROJECTION_PX))
+    labels = np.where(np.isfinite(projs.landmarks), projs.landmarks, projected)
     anchor = points.mean(axis=0)
     return ImageSet(
         images=projs.images,
-        landmarks=projs.landmarks.astype(np.float32),
+        landmarks=labels.astype(np.float32),
         visible=vis,
         projection=projs.projection,
         subject=np.array([a.subject] * n),
