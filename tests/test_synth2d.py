@@ -215,3 +215,19 @@ def test_gpu_training_with_mixed_precision_and_compile(study, tmp_path):
         lm, np.ones((2, 3), bool), sampler="dpmsolver++", steps=5, guidance=2.0, rng_key=(0,)
     )
     assert images.shape == (2, SIZE, SIZE) and np.isfinite(images).all()
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "ddim", "dpmsolver++"])
+def test_samplers_start_from_pure_noise_whatever_the_step_count(kind):
+    """Sampling starts at the last training timestep (signal scale ~0), as the starting sample
+    is pure noise; diffusers' default "leading" spacing started DDIM at t = 900 (signal scale
+    0.15) and moved the start with the step count."""
+    schedule = noise_schedule(Synth2DSettings())
+    starts = set()
+    for steps in (10, 25):
+        sched = make_sampler(kind, steps, schedule)
+        start = int(sched.timesteps[0])
+        starts.add(start)
+        assert schedule.alphas_cumprod[start].sqrt() < 0.02  # signal scale of the start
+        assert len(sched.timesteps) >= steps
+    assert len(starts) == 1

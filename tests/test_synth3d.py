@@ -322,3 +322,16 @@ def test_gpu_training_with_bf16_and_activation_checkpointing(study, tmp_path):
     r = xrayfactory_cli(*args, "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert np.isfinite(torch.load(out, weights_only=True)["scale_factor"])
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "ddim"])
+def test_samplers_do_not_clip_unit_variance_latents(kind):
+    """Latents are scaled to unit variance: a predicted latent of 3 must stay 3 (MONAI's DDPM
+    default clip_sample=True cut it to 1, about a third of all values)."""
+    from xrayfactory.synth3d import DiffusionSettings, make_sampler
+
+    sched = make_sampler(kind, 10, DiffusionSettings(prediction="sample"))
+    x0 = torch.full((1, 4, 2, 2, 2), 3.0)
+    t = sched.timesteps[-1]
+    _, predicted = sched.step(x0, t, torch.zeros_like(x0))
+    assert torch.allclose(predicted, x0)

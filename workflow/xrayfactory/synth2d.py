@@ -103,14 +103,18 @@ def noise_schedule(s: Synth2DSettings) -> DDPMScheduler:
 
 
 def make_sampler(kind: str, steps: int, train_schedule: DDPMScheduler):
-    """A diffusers scheduler with the training betas, set to `steps` steps."""
+    """A diffusers scheduler with the training betas, set to `steps` steps. Timesteps are
+    "trailing": sampling starts at the last training timestep (pure noise, as the starting
+    sample is), whatever the step count; diffusers' default "leading" starts near t = 900."""
+    spacing = {"timestep_spacing": "trailing"}
     if kind == "ddpm":
-        sched = DDPMScheduler.from_config(train_schedule.config)
+        sched = DDPMScheduler.from_config(train_schedule.config, **spacing)
     elif kind == "ddim":
-        sched = DDIMScheduler.from_config(train_schedule.config, set_alpha_to_one=False)
+        sched = DDIMScheduler.from_config(train_schedule.config, set_alpha_to_one=False, **spacing)
     elif kind == "dpmsolver++":
         sched = DPMSolverMultistepScheduler.from_config(
             train_schedule.config,
+            **spacing,
             algorithm_type="dpmsolver++",
             solver_order=2,
             lambda_min_clipped=-5.1,  # needed with the cosine schedule (alpha_bar -> 0)

@@ -151,7 +151,9 @@ def _schedule(d: DiffusionSettings) -> dict:
 
 
 def noise_schedule(d: DiffusionSettings) -> DDPMScheduler:
-    return DDPMScheduler(**_schedule(d))
+    """The DDPM schedule; no clipping of predicted samples (MONAI clips to [-1, 1] by default,
+    but the latents are scaled to unit variance, so a third of them would be cut)."""
+    return DDPMScheduler(**_schedule(d), clip_sample=False)
 
 
 def make_sampler(kind: str, steps: int, d: DiffusionSettings):
