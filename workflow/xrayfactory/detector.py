@@ -138,7 +138,6 @@ def train(
         else:
             log.info("ignoring %s: it was made with other settings or data", last)
     aug = DomainRandomisation() if settings.augment else None
-    targets = gaussian_heatmaps(data.landmarks, data.visible, size, size, settings.sigma_px)
     stop = SigtermFlag()
     progress = Progress(total, "training", unit="steps")
     progress.done = epoch * steps_per_epoch + step
@@ -160,12 +159,14 @@ def train(
             order = rng_for(settings.seed, "order", epoch).permutation(n)
             while step < steps_per_epoch:
                 idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-                x, y = data.images[idx].to(dev), targets[idx].to(dev)
+                x, lm, vis = (t[idx].to(dev) for t in (data.images, data.landmarks, data.visible))
                 if aug is not None:
                     torch.manual_seed(
                         int(rng_for(settings.seed, "aug", epoch, step).integers(2**62))
                     )
-                    x, y = aug(x, y)
+                    x, lm, vis = aug(x, lm, vis)
+                # targets from the (moved) landmarks: what augmentation brings into view shows
+                y = gaussian_heatmaps(lm, vis, size, size, settings.sigma_px)
                 loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=POS_WEIGHT.to(dev))
                 opt.zero_grad()
                 loss.backward()
