@@ -2,7 +2,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xrayfactory.metrics import bootstrap_ci, paired_vs, summary, with_errors
+from xrayfactory.metrics import (
+    cells,
+    cluster_bootstrap,
+    paired_vs,
+    per_fold,
+    summary,
+    with_errors,
+)
+
+T = [5.0, 20.0]
 
 
 def _rows(arm: str, errs: list[float], *, visible=None, found=None) -> pd.DataFrame:
@@ -30,6 +39,34 @@ def _rows(arm: str, errs: list[float], *, visible=None, found=None) -> pd.DataFr
     )
 
 
+def _grid(arm: str, err_mm: np.ndarray, found: np.ndarray, *, seed: int = 0, fold: int = 0):
+    """Rows for an (images, landmarks) grid of errors (mm, 1 mm pixels) and found flags."""
+    n, n_lm = err_mm.shape
+    return pd.DataFrame(
+        {
+            "arm": arm,
+            "fold": fold,
+            "seed": seed,
+            "image_id": np.repeat([f"s{i % 10}/{i}" for i in range(n)], n_lm),
+            "subject": np.repeat([f"s{i % 10}" for i in range(n)], n_lm),
+            "landmark": np.tile([f"L{k}" for k in range(n_lm)], n),
+            "gt_col": 0.0,
+            "gt_row": 0.0,
+            "visible": True,
+            "pred_col": err_mm.ravel(),
+            "pred_row": 0.0,
+            "score": 1.0,
+            "found": found.ravel(),
+            "pixel_spacing_mm": 1.0,
+            "magnification": 2.0,
+        }
+    )
+
+
+def _summary(df: pd.DataFrame, unit: str = "image") -> dict:
+    return summary(df, cells(df, T), T, unit)
+
+
 def test_errors_count_only_visible_and_found():
     df = with_errors(
         _rows(
@@ -41,7 +78,7 @@ def test_errors_count_only_visible_and_found():
     )
     assert df.err_px.tolist()[0] == 1.0 and np.isnan(df.err_px[1]) and np.isnan(df.err_px[2])
     assert df.err_mm.tolist()[3] == 8.0 and df.err_mm_iso.tolist()[3] == 4.0
-    s = summary(df, [2.5, 10.0])
+    s = summary(df, cells(df, [2.5, 10.0]), [2.5, 10.0], "image")
     assert s["n_errors"] == 2 and s["mean_mm"] == pytest.approx(5.0)
     assert (s["tp"], s["fn"], s["fp"], s["tn"]) == (2, 1, 1, 0)
     assert s["detection_rate"] == pytest.approx(2 / 3) and s["false_positive_rate"] == 1.0
@@ -49,18 +86,81 @@ def test_errors_count_only_visible_and_found():
     assert s["success_10mm"] == pytest.approx(2 / 3)
 
 
-def test_bootstrap_interval_brackets_the_mean():
+def test_cluster_bootstrap_brackets_the_mean_and_resamples_whole_clusters():
     x = np.random.default_rng(0).normal(5, 2, 200)
-    lo, hi = bootstrap_ci(x)
+    lo, hi = cluster_bootstrap(x, np.arange(200))
     assert lo < x.mean() < hi and hi - lo < 1.0
+    # ten identical copies of each value in one cluster: no more information than 200 values
+    lo10, hi10 = cluster_bootstrap(np.repeat(x, 10), np.repeat(np.arange(200), 10))
+    assert hi10 - lo10 == pytest.approx(hi - lo, rel=0.15)
+    naive = cluster_bootstrap(np.repeat(x, 10), np.arange(2000))
+    assert naive[1] - naive[0] < 0.5 * (hi10 - lo10)
 
 
 def test_paired_comparison_detects_a_consistent_difference():
     rng = np.random.default_rng(1)
     base = rng.uniform(1, 5, 30)
     df = with_errors(pd.concat([_rows("real", base.tolist()), _rows("drr", (base + 1.0).tolist())]))
-    p = paired_vs(df, "drr", "real")
+    p = paired_vs(cells(df, T), "drr", "real", T, "image")
     assert p["paired_n"] == 30
     assert p["diff_mean_mm"] == pytest.approx(2.0)  # 1 px x 2 mm/px
     assert p["wilcoxon_p"] < 1e-4
     assert p["diff_ci95_low_mm"] <= 2.0 <= p["diff_ci95_high_mm"]
+    assert p["detection_rate_diff"] == 0.0
+
+
+def test_an_arm_that_misses_hard_landmarks_does_not_look_more_accurate():
+    """Two arms with the same error per landmark (easy ~3 mm, hard ~10 mm); B finds only 30%
+    of the hard ones. Comparing per-image means of what each found made B "better by 1.9 mm,
+    p ~ 1e-17"; on the cells both found the difference is ~0, and the misses show up as a
+    lower detection rate and lower success at 20 mm."""
+    rng = np.random.default_rng(0)
+    n, easy, hard = 200, 5, 5
+    typical = np.r_[np.full(easy, 3.0), np.full(hard, 10.0)]
+    err = typical * rng.uniform(0.8, 1.2, (n, easy + hard))
+    all_found = np.ones(err.shape, bool)
+    b_found = all_found.copy()
+    b_found[:, easy:] = rng.random((n, hard)) < 0.3
+    df = with_errors(pd.concat([_grid("A", err, all_found), _grid("B", err, b_found)]))
+    p = paired_vs(cells(df, T), "B", "A", T, "image")
+    assert abs(p["diff_mean_mm"]) < 0.05
+    assert p["diff_ci95_low_mm"] <= 0 <= p["diff_ci95_high_mm"]
+    assert p["paired_n"] == n * easy + b_found[:, easy:].sum()
+    assert p["detection_rate_diff"] == pytest.approx(-0.5 * 0.7, abs=0.03)
+    assert p["detection_rate_diff_ci95_high"] < 0
+    assert p["success_20mm_diff"] == pytest.approx(p["detection_rate_diff"])
+    assert p["success_5mm_diff"] == pytest.approx(0.0, abs=1e-9)  # no hard one is within 5 mm
+
+
+def test_seeds_are_averaged_before_intervals_and_images_counted_once():
+    rng = np.random.default_rng(2)
+    err = rng.gamma(2.0, 2.0, (60, 4)) + rng.gamma(2.0, 4.0, (60, 1))  # image effect
+    found = np.ones(err.shape, bool)
+    one = with_errors(_grid("real", err, found))
+    three = with_errors(pd.concat([_grid("real", err, found, seed=s) for s in range(3)]))
+    s1, s3 = _summary(one), _summary(three)
+    assert s3["n_images"] == s1["n_images"] == 60 and s3["n_seeds"] == 3
+    assert s3["mean_mm"] == pytest.approx(s1["mean_mm"])
+    assert (s3["ci95_low_mm"], s3["ci95_high_mm"]) == pytest.approx(
+        (s1["ci95_low_mm"], s1["ci95_high_mm"])
+    )
+    # clustered by image: wider than treating the 240 landmark errors as independent
+    naive = cluster_bootstrap(one.err_mm.to_numpy(), np.arange(len(one)))
+    assert s1["ci95_high_mm"] - s1["ci95_low_mm"] > 1.3 * (naive[1] - naive[0])
+    by_subject = _summary(one, "subject")
+    assert by_subject["n_clusters"] == 10 and by_subject["ci_cluster"] == "subject"
+
+
+def test_per_fold_table_shows_each_fold_and_the_seed_spread():
+    rng = np.random.default_rng(3)
+    found = np.ones((20, 3), bool)
+    parts = [
+        _grid("real", rng.uniform(0, 2, (20, 3)) + 10 * fold + seed, found, seed=seed, fold=fold)
+        for fold in (0, 1)
+        for seed in (0, 1)
+    ]
+    df = with_errors(pd.concat(parts))
+    table = per_fold(df, cells(df, T), T)
+    assert table.fold.tolist() == [0, 1] and (table.n_images == 20).all()
+    assert table.mean_mm.iloc[1] - table.mean_mm.iloc[0] == pytest.approx(10.0, abs=0.5)
+    assert table.seed_sd_mm.tolist() == pytest.approx([np.sqrt(0.5)] * 2, abs=0.2)

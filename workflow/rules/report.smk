@@ -15,6 +15,12 @@ rule report:
         ),
         markdown="results/report/metrics.md",
         latex="results/report/metrics.tex",
+        per_fold=report(
+            "results/report/per_fold.csv",
+            caption="../report/per_fold.rst",
+            category="Study",
+            labels={"type": "table", "name": "per fold"},
+        ),
         per_landmark=report(
             "results/report/per_landmark.csv",
             caption="../report/per_landmark.rst",
@@ -51,7 +57,9 @@ rule report:
         runtime=10,
     params:
         out_dir=output_dir,
-        settings=settings(**config["evaluation"]),
+        settings=settings(
+            evaluation=config["evaluation"], cohort_source=config["cohort"]["source"]
+        ),
     shell:
         "python -m xrayfactory report --out-dir {params.out_dir}"
         " --test-shards {input.test_shards} --predictions {input.predictions}"

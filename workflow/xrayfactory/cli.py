@@ -297,11 +297,17 @@ def cmd_baseline(a: argparse.Namespace) -> None:
 
 
 def cmd_report(a: argparse.Namespace) -> None:
-    from xrayfactory.report import write_report
+    from xrayfactory.report import StatsSettings, write_report
     from xrayfactory.splits import load_arm
 
+    e = a.settings["evaluation"]
+    stats = StatsSettings(
+        thresholds_mm=e["thresholds_mm"],
+        n_boot=e["n_bootstrap"],
+        min_subject_clusters=e["min_subject_clusters"],
+    )
     table = write_report(
-        a.predictions, load_arm(a.test_shards), a.out_dir, a.settings["thresholds_mm"]
+        a.predictions, load_arm(a.test_shards), a.out_dir, stats, a.settings["cohort_source"]
     )
     for r in table.itertuples():
         log.info(

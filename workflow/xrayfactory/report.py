@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -14,25 +15,62 @@ import pandas as pd
 
 from xrayfactory.atomic import atomic_path
 from xrayfactory.imageset import ImageSet
-from xrayfactory.metrics import paired_vs, per_landmark, summary, with_errors
+from xrayfactory.metrics import (
+    cells,
+    cluster_unit,
+    paired_vs,
+    per_fold,
+    per_landmark,
+    summary,
+    with_errors,
+)
 from xrayfactory.splits import image_ids
 
-ARM_ORDER = ["baseline", "real", "drr", "synth3d", "synth2d"]
+# each generated arm after the controls that isolate its surroundings
+ARM_ORDER = [
+    "baseline",
+    "real",
+    "drr",
+    "drr_grid",
+    "drr_recon",
+    "synth3d",
+    "real_resized",
+    "synth2d",
+]
+_DIFFS = ("_diff", "_diff_ci95_low", "_diff_ci95_high")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsSettings:
+    """How the report summarises (config section `evaluation`)."""
+
+    thresholds_mm: list[float]
+    n_boot: int
+    min_subject_clusters: int
 
 
 def _ordered(arms: list[str]) -> list[str]:
     return [a for a in ARM_ORDER if a in arms] + sorted(set(arms) - set(ARM_ORDER))
 
 
-def metrics_table(df: pd.DataFrame, thresholds_mm: list[float], provenance: str) -> pd.DataFrame:
+def metrics_table(
+    df: pd.DataFrame, c: pd.DataFrame, stats: StatsSettings, provenance: str
+) -> pd.DataFrame:
+    """One row per arm: its summary and the paired comparison with `real` on the same cells."""
+    unit = cluster_unit(c, stats.min_subject_clusters)
     rows = []
     for arm in _ordered(df.arm.unique().tolist()):
-        sub = df[df.arm == arm]
         rows.append(
             {
                 "arm": arm,
-                **summary(sub, thresholds_mm),
-                **paired_vs(df, arm, "real"),
+                **summary(
+                    df[df.arm == arm],
+                    c[c.arm == arm],
+                    stats.thresholds_mm,
+                    unit,
+                    n_boot=stats.n_boot,
+                ),
+                **paired_vs(c, arm, "real", stats.thresholds_mm, unit, n_boot=stats.n_boot),
                 "test_data": provenance,
             }
         )
@@ -80,24 +118,48 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def test_data_note(proxy: bool, cohort_source: str) -> str:
+    """What the test images are, for every table and caption that rests on them."""
+    if not proxy:
+        return "real"
+    note = "proxy-real (demo acquisition model)"
+    if cohort_source == "demo":
+        note += "; subjects are deformations of one CT, not independent patients"
+    return note
+
+
+def interval_note(unit: str, n_clusters: int, n_boot: int) -> str:
+    """How a table's 95% intervals were computed."""
+    return (
+        f"95% intervals: percentile bootstrap ({n_boot} resamples) of whole test {unit}s "
+        f"({n_clusters} clusters), seeds averaged first"
+    )
+
+
 def write_report(
     predictions: list[str | os.PathLike],
     test_images: ImageSet,
     out_dir: str | os.PathLike,
-    thresholds_mm: list[float],
+    stats: StatsSettings,
+    cohort_source: str,
 ) -> pd.DataFrame:
-    """metrics.csv/.md/.tex, per_landmark.csv and figures under `out_dir`."""
+    """metrics.csv/.md/.tex, per_fold.csv, per_landmark.csv and figures under `out_dir`."""
     out = Path(out_dir)
     df = with_errors(pd.concat([pd.read_csv(p) for p in predictions], ignore_index=True))
-    proxy = bool(test_images.attrs.get("proxy"))
-    provenance = "proxy-real (demo acquisition model)" if proxy else "real"
-    n_test = df.groupby("fold").image_id.nunique().sum()
+    c = cells(df, stats.thresholds_mm)
+    provenance = test_data_note(bool(test_images.attrs.get("proxy")), cohort_source)
+    table = metrics_table(df, c, stats, provenance)
+    first = table.iloc[0]
+    intervals = interval_note(first.ci_cluster, first.n_clusters, stats.n_boot)
+    n_test = c[["fold", "image_id"]].drop_duplicates().shape[0]
     caption = (
         f"Landmark error on held-out {provenance} X-rays: {n_test} "
         f"test images, {df.fold.nunique()} folds, {df.seed.nunique()} seed(s); errors in mm at the "
-        f"detector (_iso: at the isocentre); paired columns compare each arm with `real`."
+        f"detector (_iso: at the isocentre), on cells (test image, landmark) averaged over seeds. "
+        f"{intervals}. Paired columns compare each arm with `real` on the same cells: "
+        f"error difference where both found the landmark, detection-rate difference over the "
+        f"visible ones."
     )
-    table = metrics_table(df, thresholds_mm, provenance)
     with atomic_path(out / "metrics.csv") as tmp:
         table.to_csv(tmp, index=False)
     short = table[
@@ -105,27 +167,35 @@ def write_report(
             "arm",
             "n_images",
             "mean_mm",
-            "sd_mm",
-            "median_mm",
             "ci95_low_mm",
             "ci95_high_mm",
-            *[c for c in table if c.startswith("success_")],
+            "median_mm",
+            *[c for c in table if c.startswith("success_") and not c.endswith(_DIFFS)],
             "detection_rate",
             "false_positive_rate",
+            "paired_n",
             "diff_mean_mm",
+            "diff_ci95_low_mm",
+            "diff_ci95_high_mm",
+            "detection_rate_diff",
             "wilcoxon_p",
         ]
     ]
     _write(out / "metrics.md", _markdown(short, caption))
     _write(out / "metrics.tex", _latex(short, caption))
-    lm = per_landmark(df)
+    folds = per_fold(df, c, stats.thresholds_mm, n_boot=stats.n_boot)
+    folds["test_data"] = provenance
+    with atomic_path(out / "per_fold.csv") as tmp:
+        folds.to_csv(tmp, index=False)
+    lm = per_landmark(c)
     lm["test_data"] = provenance
     with atomic_path(out / "per_landmark.csv") as tmp:
         lm.to_csv(tmp, index=False)
     arms = _ordered(df.arm.unique().tolist())
-    _cumulative(df, arms, provenance, out / "cumulative_error.png")
-    _per_landmark_bars(lm, arms, provenance, out / "per_landmark.png")
-    _examples(df, arms, test_images, provenance, out / "examples.png")
+    short = provenance.split(" (")[0]  # figure titles: "real" or "proxy-real"
+    _cumulative(c, arms, short, out / "cumulative_error.png")
+    _per_landmark_bars(lm, arms, short, out / "per_landmark.png")
+    _examples(df, arms, test_images, short, out / "examples.png")
     return table
 
 
