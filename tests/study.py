@@ -19,7 +19,7 @@ TINY = {
     "split": {"scheme": "kfold", "n_folds": 3},
     "carm": {"pixel_spacing": 0.28, "downsample": 48},
     "drr": {"images_per_subject": 3},
-    "real": {"images_per_subject": 2},
+    "real": {"images_per_subject": 3},
     "synth2d": {
         "image_size": 16,
         "channels": [8, 8],
@@ -49,6 +49,7 @@ TINY = {
         "batch_size": 2,
         "epochs": 2,
     },
+    "evaluation": {"realism_images": 2},
     "device": "cpu",
 }
 

@@ -48,6 +48,10 @@ def test_empty_config_gets_every_default():
             },
             r"key synth3d.n_volumes x drr.images_per_subject: the synth3d arm makes 3 images",
         ),
+        (
+            {"evaluation": {"realism_images": 50}, "detector": {"train_images": 40}},
+            r"key evaluation.realism_images: 50 exceeds detector.train_images = 40",
+        ),
     ],
 )
 def test_bad_values_name_the_key(config, message):

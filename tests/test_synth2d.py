@@ -126,8 +126,11 @@ def study(tmp_path_factory):
     return d, shards
 
 
+SELECTION = {"n_images": 8, "seed": 0}  # the real arm's detector: 8 of the fold's 12 images
+
+
 def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
-    settings = json.dumps({"seed": 0, "device": "cpu", "synth2d": TINY})
+    settings = json.dumps({"seed": 0, "device": "cpu", "synth2d": TINY, "selection": SELECTION})
     return [
         "train-synth2d",
         "--fold",
@@ -152,9 +155,27 @@ def generator(study) -> Path:
     return path
 
 
-def test_generator_trains_on_the_folds_training_subjects_only(generator):
+def test_generator_learns_from_exactly_the_real_arms_training_images(study, generator):
+    """Not every real image of the fold's training subjects (12): the 8 the `real` arm's
+    detector of the first seed trains on, the same image ids."""
+    d, shards = study
     meta = torch.load(generator, weights_only=True)["meta"]
-    assert meta["fold"] == 0 and meta["subjects"] == ["s1", "s2"] and meta["n_images"] == 12
+    assert meta["fold"] == 0 and meta["subjects"] == ["s1", "s2"]
+    detector = d / "real-detector.pt"
+    settings = {
+        "seed": 0,
+        "device": "cpu",
+        "detector": {"train_images": 8, "image_size": SIZE, "channels": [4, 8], "epochs": 1},
+    }
+    r = xrayfactory_cli(
+        "train",
+        *("--arm", "real", "--fold", "0", "--seed", "0", "--folds", str(d / "folds.csv")),
+        *("--out", str(detector), "--settings", json.dumps(settings), *map(str, shards)),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    real_ids = torch.load(detector, weights_only=True)["meta"]["image_ids"]
+    assert len(meta["image_ids"]) == 8 and meta["image_ids"] == real_ids
+    assert all(i.split("/")[0] in ("s1", "s2") for i in real_ids)
 
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(study, generator):

@@ -192,6 +192,15 @@ def detector_settings():
     )
 
 
+def real_selection():
+    """Which real images the `real` arm's first-seed detector trains on in a fold (count and
+    seed): the synth2d generator and realism use the same selection."""
+    return {
+        "n_images": config["detector"]["train_images"],
+        "seed": config["detector"]["seeds"][0],
+    }
+
+
 def real_detector(wildcards):
     """The fold's `real`-arm detector (first seed): it judges realism and label fidelity."""
     seed = config["detector"]["seeds"][0]
@@ -204,7 +213,7 @@ def synth2d_settings(stage):
     section = config["synth2d"]
     if stage == "train":
         part = {k: v for k, v in section.items() if k not in SYNTH2D_SAMPLING_KEYS}
-        return settings(synth2d=part)
+        return settings(synth2d=part, selection=real_selection())
     view_keys = {
         "names": config["landmarks"]["names"],
         "carm": config["carm"],

@@ -97,7 +97,7 @@ rule realism:
         runtime=30,
     params:
         settings=settings(
-            n_images=config["detector"]["train_images"],
+            n_images=config["evaluation"]["realism_images"],
             selection_seed=config["detector"]["seeds"][0],
         ),
     shell:

@@ -208,23 +208,20 @@ def _detector_settings(s: dict, seed: int):
     return DetectorSettings(**fields, seed=seed)
 
 
-def _arm_training_set(a: argparse.Namespace, pool, n: int, seed: int):
-    """The `n` images arm `a.arm`'s detector trains on in fold `a.fold` (the same selection for
-    training and realism) and the fold's training subjects. Generated arms hold one fold each."""
-    from xrayfactory.splits import fold_subjects, training_set
+def _arm_training_set(arm: str, fold: int, folds: str, pool, n: int, seed: int):
+    """The `n` images arm `arm`'s detector of seed `seed` trains on in fold `fold` (the same
+    selection for its training, the synth2d generator's (arm real) and realism), their image
+    ids and the fold's training subjects. Generated arms hold one fold each."""
+    from xrayfactory.splits import fold_subjects, image_ids, selection, subset
 
-    train_subjects, _ = fold_subjects(a.folds, a.fold)
+    train_subjects, _ = fold_subjects(folds, fold)
     candidates = train_subjects
     if "fold" in pool.attrs:
-        if pool.attrs["fold"] != a.fold:
-            raise InputError(
-                a.shards[0], f"generated for fold {pool.attrs['fold']}, not fold {a.fold}"
-            )
+        if pool.attrs["fold"] != fold:
+            raise InputError(arm, f"images generated for fold {pool.attrs['fold']}, not {fold}")
         candidates = sorted(set(pool.subject))
-    chosen = training_set(
-        pool, candidates, n, (seed, "select", a.arm, a.fold), f"arm {a.arm}, fold {a.fold}"
-    )
-    return chosen, train_subjects
+    idx = selection(pool, candidates, n, (seed, "select", arm, fold), f"arm {arm}, fold {fold}")
+    return subset(pool, idx), image_ids(pool.subject)[idx].tolist(), train_subjects
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -233,12 +230,12 @@ def cmd_train(a: argparse.Namespace) -> None:
 
     s = a.settings
     settings = _detector_settings(s["detector"], a.seed)
-    chosen, train_subjects = _arm_training_set(
-        a, load_arm(a.shards), s["detector"]["train_images"], a.seed
+    chosen, ids, train_subjects = _arm_training_set(
+        a.arm, a.fold, a.folds, load_arm(a.shards), s["detector"]["train_images"], a.seed
     )
     names = list(chosen.attrs["landmark_names"])
     data = preprocess(chosen.images, chosen.landmarks, chosen.visible, settings.image_size)
-    meta = {"arm": a.arm, "fold": a.fold, "subjects": train_subjects, "n_images": len(chosen)}
+    meta = {"arm": a.arm, "fold": a.fold, "subjects": train_subjects, "image_ids": ids}
     log.info(
         "training the %s detector of fold %d (seed %d) on %d images",
         a.arm,
@@ -434,6 +431,27 @@ def cmd_synth2d_fidelity(a: argparse.Namespace) -> None:
     _write_csv(pd.DataFrame(rows), a.out_steps)
 
 
+def _realism_sample(arm: str, fold: int, folds: str, pool, det, n: int, seed: int):
+    """`n` of the images an arm's detector (first seed) trains on in the fold; for `real`,
+    `n` real images of the training subjects that the feature network (the `real` detector)
+    did not train on. None when the fold has fewer than `n` such real images."""
+    from xrayfactory.cohort import rng_for
+    from xrayfactory.splits import fold_subjects, image_ids, subset
+
+    if arm == "real":
+        train_subjects, _ = fold_subjects(folds, fold)
+        seen = set(det.meta.get("image_ids", []))
+        ids = image_ids(pool.subject)
+        unseen = np.isin(pool.subject, train_subjects) & ~np.isin(ids, list(seen))
+        candidates = subset(pool, np.flatnonzero(unseen))
+    else:
+        candidates, _, _ = _arm_training_set(arm, fold, folds, pool, n, seed)
+    if len(candidates) < n:
+        return None
+    idx = np.sort(rng_for(seed, "realism", arm, fold).choice(len(candidates), n, replace=False))
+    return subset(candidates, idx)
+
+
 def cmd_realism(a: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -441,29 +459,41 @@ def cmd_realism(a: argparse.Namespace) -> None:
     from xrayfactory.realism import encoder_features, frechet_distance, intensity_distance
     from xrayfactory.splits import fold_subjects, held_out_set, load_arm
 
+    s = a.settings
+    n, seed = s["n_images"], s["selection_seed"]
     _, test_subjects = fold_subjects(a.folds, a.fold)
     test, _ = held_out_set(load_arm(a.real), test_subjects, f"fold {a.fold}")
-    s = a.settings
-    arm_set, _ = _arm_training_set(a, load_arm(a.shards), s["n_images"], s["selection_seed"])
     det = Detector(a.detector, device=s["device"])
+    sample = _realism_sample(a.arm, a.fold, a.folds, load_arm(a.shards), det, n, seed)
     row = {
         "arm": a.arm,
         "fold": a.fold,
-        "n_images": len(arm_set),
+        "n_images": n,
         "n_test_images": len(test),
-        "frechet_distance": frechet_distance(
-            encoder_features(det, arm_set.images), encoder_features(det, test.images)
-        ),
-        "intensity_distance": intensity_distance(arm_set.images, test.images),
+        "frechet_distance": np.nan,
+        "intensity_distance": np.nan,
         "test_data": "proxy-real" if test.attrs.get("proxy") else "real",
     }
-    log.info(
-        "%s fold %d: FD %.3f, intensity EMD %.4f",
-        a.arm,
-        a.fold,
-        row["frechet_distance"],
-        row["intensity_distance"],
-    )
+    if sample is None:
+        log.warning(
+            "fold %d: fewer than %d real training-subject images that the feature network did "
+            "not train on: `real` realism not measured",
+            a.fold,
+            n,
+        )
+    else:
+        row["frechet_distance"] = frechet_distance(
+            encoder_features(det, sample.images), encoder_features(det, test.images)
+        )
+        row["intensity_distance"] = intensity_distance(sample.images, test.images)
+        log.info(
+            "%s fold %d: FD %.3f, intensity EMD %.4f (N = %d)",
+            a.arm,
+            a.fold,
+            row["frechet_distance"],
+            row["intensity_distance"],
+            n,
+        )
     _write_csv(pd.DataFrame([row]), a.out)
 
 
@@ -616,7 +646,16 @@ def _parser() -> argparse.ArgumentParser:
         ("--landmarks", req),
         ("--out", req),
         ("--fold", {"type": int, "default": None, "help": "a generated volume's fold"}),
+        ("--autoencoder", {"default": None, "help": "the fold's synth3d autoencoder (drr_recon)"}),
         settings,
+    )
+    add(
+        "resize-imageset",
+        cmd_resize_imageset,
+        "an image set taken down to the synth2d image size and back (control real_resized)",
+        ("--size", {"type": int, "required": True}),
+        ("--out", req),
+        ("shard", {}),
     )
     add(
         "qc-imageset",

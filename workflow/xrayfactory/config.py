@@ -62,6 +62,12 @@ def _check_generated_counts(config: dict, where: str) -> None:
                 f"key {key}: the {arm} arm makes {n} images per fold, fewer than "
                 f"detector.train_images = {need}",
             )
+    if config["evaluation"]["realism_images"] > need:
+        raise InputError(
+            where,
+            f"key evaluation.realism_images: {config['evaluation']['realism_images']} exceeds "
+            f"detector.train_images = {need} (realism compares samples of the training sets)",
+        )
 
 
 def _check_synth3d(section: dict, where: str) -> None:

@@ -276,13 +276,15 @@ def _examples(
 
 def realism_table(paths: list[str | os.PathLike]) -> pd.DataFrame:
     """Per-arm mean (and sd over folds) of the Fréchet and intensity distances to the test
-    images; `real` (its own training images) is the reference."""
+    images, each arm's sample of the same size N (`n_images`); `n_folds` counts the folds where
+    it could be measured."""
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     g = df.groupby("arm")
     table = pd.DataFrame(
         {
-            "n_folds": g.fold.nunique(),
-            "n_images": g.n_images.sum(),
+            "n_folds": g.frechet_distance.count(),
+            "n_images": g.n_images.first(),
+            "n_test_images": g.n_test_images.sum(),
             "frechet_distance": g.frechet_distance.mean(),
             "frechet_sd": g.frechet_distance.std(),
             "intensity_distance": g.intensity_distance.mean(),

@@ -31,8 +31,8 @@ def load_arm(shards: list[str]) -> ImageSet:
     return concatenate([read_imageset(p) for p in shards], ", ".join(map(str, shards)))
 
 
-def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> ImageSet:
-    """Exactly `n` images of the training subjects (the same count for every arm)."""
+def selection(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> np.ndarray:
+    """Sorted indices of exactly `n` images of `subjects` (the same count for every arm)."""
     pool = np.flatnonzero(np.isin(s.subject, subjects))
     if len(pool) < n:
         raise InputError(
@@ -40,8 +40,12 @@ def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where
             f"{len(pool)} training images for subjects {subjects}, "
             f"fewer than detector.train_images = {n}",
         )
-    chosen = np.sort(rng_for(*rng_key).choice(pool, size=n, replace=False))
-    return subset(s, chosen)
+    return np.sort(rng_for(*rng_key).choice(pool, size=n, replace=False))
+
+
+def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> ImageSet:
+    """Exactly `n` images of the training subjects (the same count for every arm)."""
+    return subset(s, selection(s, subjects, n, rng_key, where))
 
 
 def image_ids(subjects: np.ndarray) -> np.ndarray:
