@@ -40,7 +40,7 @@ TINY = {
         "sampler": {"kind": "ddim", "steps": 2},
     },
     "detector": {
-        "arms": ["real", "drr", "synth3d", "synth2d"],
+        "arms": ["real", "drr", "synth3d", "synth2d", "drr_grid", "drr_recon", "real_resized"],
         "train_images": 4,
         "image_size": 16,
         "sigma_px": 1.0,

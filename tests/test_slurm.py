@@ -15,8 +15,8 @@ from tests.study import SNAKEMAKE, TINY, study_dir
 # The tiny study with one synth2d shard per fold; `auto` device: GPU-capable rules request a
 # GPU and run on the CPU where none is usable.
 STUDY = {**TINY, "device": "auto", "synth2d": {**TINY["synth2d"], "shard_size": 4}}
-# Fold 0 of it, every rule kind that asks for a GPU included: all four arms' image sets and
-# detectors, both generators with their QC and quality tables (31 SLURM jobs).
+# Fold 0 of it, every rule kind that asks for a GPU included: all arms' (controls included)
+# image sets and detectors, both generators with their QC and quality tables.
 TARGETS = [
     *(f"results/predictions/{arm}/fold0_seed0.csv" for arm in TINY["detector"]["arms"]),
     "results/synth2d/fold0/label_fidelity.csv",
@@ -26,6 +26,8 @@ TARGETS = [
 GPU_RULES = {
     "render_imageset",
     "render_synth3d",
+    "render_drr_grid",
+    "render_drr_recon",
     "train_detector",
     "train_synth2d",
     "sample_synth2d",

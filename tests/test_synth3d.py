@@ -296,14 +296,20 @@ def test_train_then_sample_makes_cts_on_the_model_grid_with_carried_landmarks(st
     r = xrayfactory_cli(
         "synth3d-quality",
         *_fold0(d, "ct", "seg"),
+        "--landmarks",
+        *[str(d / f"{s}_lm.csv") for s in ("s1", "s2")],
         "--generated-ct",
         *[f"{g}_ct.nii.gz" for g in gen],
         "--generated-seg",
         *[f"{g}_seg.nii.gz" for g in gen],
+        "--generated-landmarks",
+        *[f"{g}_lm.csv" for g in gen],
         "--out",
         str(d / "quality.csv"),
         "--settings",
-        json.dumps({"seed": 0, "device": "cpu", "synth3d": TINY}),
+        json.dumps(
+            {"seed": 0, "device": "cpu", "synth3d": TINY, "names": NAMES, "labels": {"x": 1}}
+        ),
     )
     assert r.returncode == 0, r.stderr[-2000:]
     q = pd.read_csv(d / "quality.csv")
@@ -312,6 +318,39 @@ def test_train_then_sample_makes_cts_on_the_model_grid_with_carried_landmarks(st
     assert q.bone_dice.between(0, 1).all() and q.filter(like="hu_emd").notna().all().all()
     # the real CTs on the model grid are the ceiling of the bone Dice
     assert (q.bone_dice[q.kind == "real"] > 0.8).all()
+    # the phantom's landmark names have no anatomical definition: nothing to re-derive
+    assert (q.landmarks_derived == 0).all() and q.landmark_offset_mm.isna().all()
+
+
+def test_landmarks_re_derived_from_the_drawn_bone_measure_where_the_anatomy_is(demo_ct):
+    """On the real CT at a 4 mm model grid the re-derived landmarks lie near the labelled ones
+    (the floor of the measure); when the bone is drawn 16 mm lower than the labels say, the
+    offset grows with it."""
+    from tests.conftest import LABELS
+    from tests.conftest import NAMES as PELVIS
+    from xrayfactory.ctquality import drawn_landmarks, landmark_offset
+    from xrayfactory.landmarks import derive_landmarks
+
+    ct, seg = demo_ct
+    spec = GridSpec(
+        shape=(96, 80, 84),
+        spacing_mm=4.0,
+        groups=(("pelvis", (25, 26, 77, 78)), ("femur", (75, 76)), ("spine", (27, 28))),
+        bone=("pelvis", "femur", "spine"),
+    )
+    affine = model_affine(ct, spec)
+    hu = resample(ct.data, ct.affine, affine, spec.shape, order=1, cval=-1024)
+    grid_seg = resample(seg.data, seg.affine, affine, spec.shape, order=0, cval=0)
+    labelled = derive_landmarks(seg, LABELS, PELVIS, "seg")
+    floor = landmark_offset(
+        drawn_landmarks(hu, grid_seg, affine, spec, 200.0, LABELS, PELVIS), labelled
+    )
+    assert floor["landmarks_derived"] == len(PELVIS) and floor["landmark_offset_mm"] < 4.0
+    lower = np.roll(hu, -4, axis=2)  # +z is superior on this CT's grid: 16 mm inferior
+    moved = landmark_offset(
+        drawn_landmarks(lower, grid_seg, affine, spec, 200.0, LABELS, PELVIS), labelled
+    )
+    assert moved["landmark_offset_mm"] > 2.5 * floor["landmark_offset_mm"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

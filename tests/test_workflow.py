@@ -106,7 +106,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert sheet.subject.tolist() == ["demo00", "demo01", "demo02"]
     folds = pd.read_csv(res / "cohort" / "folds.csv")
     assert sorted(folds.loc[folds.role == "test", "subject"]) == ["demo00", "demo01", "demo02"]
-    for arm, n in (("real", 2), ("drr", 3)):
+    for arm, n in (("real", 3), ("drr", 3)):
         with h5py.File(res / "imagesets" / arm / "demo01.h5") as f:
             assert f["images"].shape == (n, 32, 32)
             assert f["landmarks"].shape == (n, 9, 2) and f["visible"].shape == (n, 9)
@@ -122,26 +122,41 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     with h5py.File(res / "imagesets" / "synth3d" / "fold1" / "vol0.h5") as f:
         assert f["images"].shape == (3, 32, 32) and f.attrs["fold"] == 1  # as many as drr
         assert f.attrs["arm"] == "synth3d" and "drr:" in f.attrs["generator"]
+    # the controls: drr_grid renders drr's views of the CT on the synth3d grid, drr_recon of the
+    # fold's autoencoder reconstruction; real_resized goes through the synth2d image size
+    with h5py.File(res / "imagesets" / "drr" / "demo01.h5") as drr:
+        for control in ("drr_grid/demo01.h5", "drr_recon/fold0/demo01.h5"):
+            with h5py.File(res / "imagesets" / control) as f:
+                assert f["images"].shape == (3, 32, 32)
+                np.testing.assert_array_equal(f["projection"][:], drr["projection"][:])
+                assert not np.allclose(f["images"][:], drr["images"][:], atol=1e-3)
+                assert f.attrs["arm"] == control.split("/")[0]
+    with h5py.File(res / "imagesets" / "real_resized" / "demo01.h5") as f:
+        assert f["images"].shape == (3, 32, 32) and f.attrs["arm"] == "real_resized"
     quality = pd.read_csv(res / "report" / "synth3d_quality.csv")
     assert quality.fold.tolist() == ["0"] * 4 + ["1"] * 4 + ["2"] * 4 + ["mean"] * 2
     assert quality.kind.tolist() == ["real", "real", "generated", "generated"] * 3 + [
         "real",
         "generated",
     ]
-    assert quality.bone_dice.between(0, 1).all()
+    assert quality.bone_dice.between(0, 1).all() and "landmark_offset_mm" in quality
     metrics = pd.read_csv(res / "report" / "metrics.csv")
-    assert metrics.arm.tolist() == ["baseline", "real", "drr", "synth3d", "synth2d"]
+    controls = ["drr_grid", "drr_recon", "synth3d", "real_resized", "synth2d"]
+    assert metrics.arm.tolist() == ["baseline", "real", "drr", *controls]
     realism = pd.read_csv(res / "report" / "realism.csv")
-    assert realism.arm.tolist() == ["real", "drr", "synth3d", "synth2d"]
-    assert (realism.n_folds == 3).all()
+    assert realism.arm.tolist() == ["real", "drr", *controls]
+    assert (realism.n_folds == 3).all() and (realism.n_images == 2).all()
     assert (realism.frechet_distance >= 0).all() and realism.intensity_distance.notna().all()
     fidelity = pd.read_csv(res / "report" / "label_fidelity.csv")
     assert set(fidelity.fold) == {"0", "1", "2", "mean"} and "all" in set(fidelity.landmark)
     steps = pd.read_csv(res / "report" / "sampler_steps.csv")
     assert steps.loc[steps.fold == "mean", "evaluations_per_image"].tolist() == [4]
-    assert (metrics.n_images == 6).all() and set(metrics.test_data) == {
-        "proxy-real (demo acquisition model)"
+    assert (metrics.n_images == 9).all() and set(metrics.test_data) == {
+        "proxy-real (demo acquisition model); subjects are deformations of one CT, "
+        "not independent patients"
     }
+    per_fold = pd.read_csv(res / "report" / "per_fold.csv")
+    assert per_fold.fold.tolist() == [0, 1, 2] * len(metrics) and (per_fold.n_images == 3).all()
     for name in (
         "metrics.md",
         "metrics.tex",
@@ -151,7 +166,9 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "examples.png",
     ):
         assert (res / "report" / name).stat().st_size > 100, name
-    assert "proxy-real" in (res / "report" / "metrics.md").read_text()
+    table = (res / "report" / "metrics.md").read_text()
+    assert "proxy-real" in table and "deformations of one CT" in table
+    assert "bootstrap (2000 resamples) of whole test images (9 clusters)" in table
     assert planned_jobs(workdir) == {}  # up to date
 
     # regenerate from cache: without the report, only the report is planned
@@ -182,6 +199,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     # a drr renderer change re-renders the DRR arms (drr; synth3d shares its renderer by
     # design) and reruns what depends on them: no real or synth2d job, no synth3d generator job
     changed = {**TINY, "drr": {**TINY["drr"], "kvp": 100.0}}
+    # (and the DRR controls, which render like drr)
     arm_jobs = {"render_imageset": 3, "imageset_qc": 1, "train_detector": 3}
     arm_jobs |= {"evaluate_detector": 3, "realism": 3}
     study_dir(workdir, changed)
@@ -189,8 +207,10 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert planned_jobs(workdir) == {
         "render_imageset": 3,
         "render_synth3d": 6,
-        **{rule: 2 * arm_jobs[rule] for rule in ("imageset_qc", "train_detector")},
-        **{rule: 2 * arm_jobs[rule] for rule in ("evaluate_detector", "realism")},
+        "render_drr_grid": 3,
+        "render_drr_recon": 6,
+        **{rule: 4 * arm_jobs[rule] for rule in ("imageset_qc", "train_detector")},
+        **{rule: 4 * arm_jobs[rule] for rule in ("evaluate_detector", "realism")},
         "report": 1,
         "report_realism": 1,
         "all": 1,

@@ -83,6 +83,15 @@ def render_params(wildcards):
     return render_settings(wildcards.arm)
 
 
+def control_render_settings():
+    """drr_grid renders like `drr`, after resampling to the synth3d grid and HU window."""
+    keys = ("shape", "spacing_mm", "hu_range", "body_hu", "condition", "bone")
+    grid = {k: config["synth3d"][k] for k in keys}
+    return json.dumps(
+        {**json.loads(render_settings("drr")), "synth3d": grid}, sort_keys=True
+    )
+
+
 def gpu_request():
     """GPUs a GPU-capable job asks the scheduler for: 1 unless the config says cpu (`auto`
     asks for one and falls back to the CPU where the job lands without one)."""
@@ -90,8 +99,18 @@ def gpu_request():
 
 
 def imageset_subjects(arm):
-    """real: every subject (train/test membership is in folds.csv); drr: training subjects."""
+    """real: every subject (train/test membership is in folds.csv); drr and the per-subject
+    controls: training subjects."""
     return SUBJECTS if arm == "real" else TRAIN_SUBJECTS
+
+
+def drr_recon_shards(folds):
+    """The drr_recon control: each fold's training subjects through that fold's autoencoder."""
+    return [
+        f"results/imagesets/drr_recon/fold{fold}/{subject}.h5"
+        for fold in folds
+        for subject in fold_training_subjects(fold)
+    ]
 
 
 def synth2d_shards(folds):
@@ -128,7 +147,11 @@ def synth3d_shards(folds):
 def imageset_shards(wildcards):
     """An arm's shards: per subject for real/drr, per fold (or all folds) for the generated
     arms."""
-    shards = {"synth2d": synth2d_shards, "synth3d": synth3d_shards}
+    shards = {
+        "synth2d": synth2d_shards,
+        "synth3d": synth3d_shards,
+        "drr_recon": drr_recon_shards,
+    }
     if wildcards.arm in shards:
         folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
         return shards[wildcards.arm](folds)
@@ -172,6 +195,16 @@ def fold_training_subject_ids(wildcards):
 
 FOLD_IDS = sorted(FOLDS.fold.unique().tolist())
 ARMS = config["detector"]["arms"]
+# the study's arms and the controls that isolate what each generator changes
+ALL_ARMS = (
+    "real",
+    "drr",
+    "synth3d",
+    "synth2d",
+    "drr_grid",
+    "drr_recon",
+    "real_resized",
+)
 REALISM_ARMS = ["real", *[arm for arm in ARMS if arm != "real"]]
 SYNTH2D_SAMPLING_KEYS = (
     "n_images",
@@ -241,7 +274,9 @@ def synth3d_settings(stage):
     if stage == "diffusion":
         return settings(synth3d=train)
     if stage == "quality":
-        return settings(synth3d=section)
+        return settings(
+            synth3d=section, names=config["landmarks"]["names"], labels=config["labels"]
+        )
     return settings(
         names=config["landmarks"]["names"],
         deformation=config["cohort"]["deformation"],
@@ -310,17 +345,13 @@ def arm_outputs(arm):
     """What `snakemake <arm>` builds: the arm's image sets and QC (a generated arm's models,
     QC and tables too) and, when it is a detector arm, its runs' predictions and realism.
     """
-    if arm in ("real", "drr"):
+    if arm in ("synth3d", "synth2d"):
+        out = generator_outputs(arm)
+    else:
         out = [
-            expand(
-                "results/imagesets/{arm}/{subject}.h5",
-                arm=arm,
-                subject=imageset_subjects(arm),
-            ),
+            imageset_shards(SimpleNamespace(arm=arm)),
             f"results/qc/imageset_{arm}.png",
         ]
-    else:
-        out = generator_outputs(arm)
     if arm in ARMS:
         out += prediction_files([arm])
         out += expand("results/realism/{arm}/fold{fold}.csv", arm=arm, fold=FOLD_IDS)
@@ -334,7 +365,7 @@ def all_outputs():
     ]
     if SHEET is None:
         out.append("results/cohort/subjects.tsv")
-    for arm in ("real", "drr", "synth3d", "synth2d"):
+    for arm in ALL_ARMS:
         if arm in ("real", "drr") or arm in ARMS:
             out += arm_outputs(arm)
     out += [

@@ -124,6 +124,33 @@ rule render_synth3d:
         " --settings {params.settings:q} 2> {log}"
 
 
+rule render_drr_recon:
+    input:
+        ct=subject_file("ct"),
+        landmarks=subject_file("landmarks"),
+        autoencoder=rules.train_synth3d_autoencoder.output,
+    output:
+        "results/imagesets/drr_recon/fold{fold}/{subject}.h5",
+    log:
+        "logs/imagesets/drr_recon/fold{fold}_{subject}.log",
+    conda:
+        ENV
+    container:
+        CUDA_IMAGE
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=gpu_request(),
+    params:
+        settings=render_settings("drr"),
+    shell:
+        "python -m xrayfactory --threads {threads} render --arm drr_recon"
+        " --subject {wildcards.subject} --fold {wildcards.fold} --ct {input.ct}"
+        " --landmarks {input.landmarks} --autoencoder {input.autoencoder} --out {output}"
+        " --settings {params.settings:q} 2> {log}"
+
+
 rule synth3d_volume_qc:
     input:
         ct="results/synth3d/fold{fold}/vol{vol}/ct.nii.gz",
@@ -162,8 +189,10 @@ rule synth3d_quality:
         folds="results/cohort/folds.csv",
         ct=fold_subject_files("ct"),
         seg=fold_subject_files("segmentation"),
+        landmarks=fold_subject_files("landmarks"),
         generated_ct=synth3d_volumes("{fold}", "ct.nii.gz"),
         generated_seg=synth3d_volumes("{fold}", "seg.nii.gz"),
+        generated_landmarks=synth3d_volumes("{fold}", "landmarks.csv"),
     output:
         "results/synth3d/fold{fold}/quality.csv",
     log:
@@ -182,7 +211,9 @@ rule synth3d_quality:
     shell:
         "python -m xrayfactory synth3d-quality --fold {wildcards.fold} --folds {input.folds}"
         " --subjects {params.subjects} --ct {input.ct} --seg {input.seg}"
-        " --generated-ct {input.generated_ct} --generated-seg {input.generated_seg}"
+        " --landmarks {input.landmarks} --generated-ct {input.generated_ct}"
+        " --generated-seg {input.generated_seg}"
+        " --generated-landmarks {input.generated_landmarks}"
         " --out {output} --settings {params.settings:q} 2> {log}"
 
 

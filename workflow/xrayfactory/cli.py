@@ -140,13 +140,13 @@ def cmd_render(a: argparse.Namespace) -> None:
     lm = load_landmarks(a.landmarks, s["names"], ct)
     carm = CArm(**s["carm"])
     sampler = ViewSampler(**{k: tuple(v) for k, v in s["views"].items()})
-    rng = rng_for(s["seed"], a.arm, a.subject)
-    if a.arm in ("drr", "synth3d"):
+    # the DRR controls take the `drr` arm's views of the same subject: only the CT differs
+    rng = rng_for(s["seed"], "drr" if a.arm in ("drr_grid", "drr_recon") else a.arm, a.subject)
+    if a.arm in ("drr", "synth3d", "drr_grid", "drr_recon"):
         from xrayfactory.drr import make_renderer
 
         opts = dict(s["drr"])
         renderer = make_renderer(opts.pop("backend"), device=s["device"], **opts)
-        form = lambda ps: renderer.render(ct, ps, carm.rows, carm.cols)  # noqa: E731
         attrs = {
             "arm": a.arm,
             "generator": f"drr:{type(renderer).__name__}",
@@ -157,6 +157,29 @@ def cmd_render(a: argparse.Namespace) -> None:
             attrs["generator"] = f"synth3d latent diffusion CT + {attrs['generator']}"
             attrs["fold"] = _generated_fold(a)
             attrs["trained_on"] = "the fold's training CTs"
+        elif a.arm == "drr_grid":
+            from xrayfactory.controls import on_model_grid
+            from xrayfactory.ctgrid import grid_spec
+
+            spec = grid_spec(s["synth3d"])
+            ct = on_model_grid(ct, spec)
+            attrs["generator"] += (
+                f" of the CT on the synth3d grid ({spec.spacing_mm:g} mm, HU window "
+                f"{list(spec.hu_range)})"
+            )
+        elif a.arm == "drr_recon":
+            from xrayfactory.controls import reconstructed
+            from xrayfactory.synth3d import load_autoencoder
+
+            attrs["fold"] = _generated_fold(a)
+            ae, _, spec, _, meta = load_autoencoder(a.autoencoder)
+            if meta.get("fold") != a.fold or a.subject not in meta.get("subjects", []):
+                raise InputError(
+                    a.autoencoder, f"trained on {meta}, not on subject {a.subject} of fold {a.fold}"
+                )
+            ct = reconstructed(ct, ae, spec, device=s["device"])
+            attrs["generator"] += " of the fold's synth3d autoencoder reconstruction of the CT"
+        form = lambda ps: renderer.render(ct, ps, carm.rows, carm.cols)  # noqa: E731
     elif a.arm == "real":
         from xrayfactory.acquisition import AcquisitionParams, ProxyRealAcquisition
 
@@ -174,7 +197,10 @@ def cmd_render(a: argparse.Namespace) -> None:
             "proxy": True,
         }
     else:
-        raise InputError("--arm", f"unknown arm {a.arm!r} for rendering (real, drr, synth3d)")
+        raise InputError(
+            "--arm",
+            f"unknown arm {a.arm!r} for rendering (real, drr, synth3d, drr_grid, drr_recon)",
+        )
     result = subject_imageset(a.subject, lm, carm, sampler, s["n_images"], rng, form, attrs)
     write_imageset(a.out, result)
     log.info(
@@ -184,6 +210,22 @@ def cmd_render(a: argparse.Namespace) -> None:
         len(result),
         100 * result.visible.mean(),
     )
+
+
+def cmd_resize_imageset(a: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from xrayfactory.controls import resized
+    from xrayfactory.imageset import read_imageset, write_imageset
+
+    s = read_imageset(a.shard)
+    attrs = {
+        **s.attrs,
+        "arm": "real_resized",
+        "generator": f"{s.attrs.get('generator')}, resized to {a.size} px and back",
+    }
+    write_imageset(a.out, replace(s, images=resized(s.images, a.size), attrs=attrs))
+    log.info("%s: %d images through %d x %d px", a.shard, len(s), a.size, a.size)
 
 
 def cmd_qc_imageset(a: argparse.Namespace) -> None:
@@ -316,28 +358,22 @@ def cmd_report(a: argparse.Namespace) -> None:
         )
 
 
-def _real_training_images(a: argparse.Namespace):
-    """All real images of the fold's training subjects (the generators' training data)."""
-    from xrayfactory.splits import fold_subjects, load_arm, subset
-
-    train_subjects, _ = fold_subjects(a.folds, a.fold)
-    pool = load_arm(a.shards)
-    chosen = subset(pool, np.flatnonzero(np.isin(pool.subject, train_subjects)))
-    if len(chosen) == 0:
-        raise InputError(a.folds, f"fold {a.fold}: no real images of subjects {train_subjects}")
-    return chosen, train_subjects
-
-
 def cmd_train_synth2d(a: argparse.Namespace) -> None:
     from xrayfactory.detector import preprocess
+    from xrayfactory.splits import load_arm
     from xrayfactory.synth2d import settings_from, train
 
     s = a.settings
     settings = settings_from(s["synth2d"], s["seed"])
-    real, subjects = _real_training_images(a)
+    # exactly the images the `real` arm's detector (first seed) trains on in this fold: the
+    # generator sees no more real data than the arm it is compared with
+    sel = s["selection"]
+    real, ids, subjects = _arm_training_set(
+        "real", a.fold, a.folds, load_arm(a.shards), sel["n_images"], sel["seed"]
+    )
     data = preprocess(real.images, real.landmarks, real.visible, settings.image_size)
     trained_on = "proxy-real" if real.attrs.get("proxy") else "real"
-    meta = {"fold": a.fold, "subjects": subjects, "n_images": len(real), "trained_on": trained_on}
+    meta = {"fold": a.fold, "subjects": subjects, "image_ids": ids, "trained_on": trained_on}
     log.info("training the synth2d generator of fold %d on %d images", a.fold, len(real))
     train(
         data.images,

@@ -1,4 +1,5 @@
-"""Quality of generated CTs: mask adherence and per-tissue HU histogram distance to real CTs.
+"""Quality of generated CTs: mask adherence, per-tissue HU histogram distance to real CTs, and
+how far the carried landmarks are from the anatomy the generator drew.
 
 Tissues come from the label map on the model grid: `bone` (the bone label groups), `organ` (the
 other label groups) and `other` (every other voxel: fat, muscle, air).
@@ -8,9 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 from scipy.stats import wasserstein_distance
 
 from xrayfactory.ctgrid import GridSpec
+from xrayfactory.errors import InputError
+from xrayfactory.landmarks import derive_landmarks
+from xrayfactory.volumes import Volume
 
 TISSUES = ("bone", "organ", "other")
 
@@ -57,6 +62,41 @@ def volume_quality(
         )
         row[f"hu_mean_{t}"] = float(generated[t].mean()) if len(generated[t]) else float("nan")
     return row
+
+
+def drawn_landmarks(
+    hu: np.ndarray,
+    seg: np.ndarray,
+    affine: np.ndarray,
+    spec: GridSpec,
+    bone_hu: float,
+    labels: dict[str, int],
+    names: list[str],
+) -> dict[str, np.ndarray]:
+    """Landmarks re-derived from the bone a CT shows: each voxel above `bone_hu` within two
+    voxels of the label map's bone takes the nearest bone label, and each landmark's definition
+    (landmarks.DEFINITIONS) runs on that map. NaN where it fails or has no definition."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    labelled_bone = np.isin(seg, spec.bone_labels())
+    dist, idx = ndi.distance_transform_edt(~labelled_bone, sampling=spacing, return_indices=True)
+    near = (hu > bone_hu) & (dist <= 2 * spacing.max())
+    drawn = Volume(np.where(near, seg[tuple(idx)], 0).astype(np.int16), affine)
+    out = {}
+    for name in names:
+        try:
+            out[name] = derive_landmarks(drawn, labels, [name], "the drawn bone")[name]
+        except InputError:
+            out[name] = np.full(3, np.nan)
+    return out
+
+
+def landmark_offset(drawn: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict:
+    """Mean distance (mm) between re-derived and labelled landmarks, over those derived."""
+    d = [np.linalg.norm(drawn[n] - p) for n, p in labels.items() if np.isfinite(drawn[n]).all()]
+    return {
+        "landmark_offset_mm": float(np.mean(d)) if d else float("nan"),
+        "landmarks_derived": len(d),
+    }
 
 
 def quality_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -23,7 +23,8 @@ from xrayfactory.errors import InputError
 from xrayfactory.volumes import Volume
 
 CAP_MM = 3.0
-CONTACT_MM = 6.0  # two bones closer than this are "in contact" (joint or symphysis)
+CONTACT_MM = 6.0  # two bones closer than this are "in contact" (joint or symphysis) ...
+CONTACT_VOXELS = 1.5  # ... or than this many voxels, on grids coarser than 4 mm
 
 SIDES = {"l": "left", "r": "right"}
 ANTERIOR, POSTERIOR = np.array([0.0, 1.0, 0.0]), np.array([0.0, -1.0, 0.0])
@@ -55,10 +56,14 @@ class _Anatomy:
             self._cache["world"] = self.seg.voxel_to_world(ijk).reshape((*self.seg.shape, 3))
         return self._cache["world"]  # type: ignore[return-value]
 
+    def contact_mm(self) -> float:
+        """The contact distance on this grid (a coarse grid's neighbours are further apart)."""
+        return max(CONTACT_MM, CONTACT_VOXELS * float(np.max(self.seg.spacing)))
+
     def near(self, structure: str, other: str) -> np.ndarray:
-        """Voxels of `structure` within CONTACT_MM of `other`."""
+        """Voxels of `structure` within the contact distance of `other`."""
         dist = ndi.distance_transform_edt(~self.mask(other), sampling=self.seg.spacing)
-        return self.mask(structure) & (dist <= CONTACT_MM)
+        return self.mask(structure) & (dist <= self.contact_mm())
 
     def cap(self, mask: np.ndarray, direction: np.ndarray, name: str) -> np.ndarray:
         """Centroid of the voxels within CAP_MM of the extreme along `direction`."""
@@ -97,14 +102,14 @@ def _fit_sphere(points: np.ndarray) -> np.ndarray:
 
 
 def femoral_head(anat: _Anatomy, side: str, name: str) -> np.ndarray:
-    """FH: centre of the sphere fitted to the femur's surface voxels within CONTACT_MM of the
-    same side's hip bone (the articular surface of the femoral head)."""
+    """FH: centre of the sphere fitted to the femur's surface voxels within the contact distance
+    of the same side's hip bone (the articular surface of the femoral head)."""
     key = f"FH:{side}"
     if key not in anat._cache:
         femur = anat.mask(f"femur_{side}")
         surface = femur & ~ndi.binary_erosion(femur, border_value=1)
         dist = ndi.distance_transform_edt(~anat.mask(f"hip_{side}"), sampling=anat.seg.spacing)
-        ijk = np.argwhere(surface & (dist <= CONTACT_MM))
+        ijk = np.argwhere(surface & (dist <= anat.contact_mm()))
         if len(ijk) < 20:
             raise InputError(
                 anat.path, f"landmark {name}: femoral head and acetabulum not in contact"
@@ -133,7 +138,7 @@ DEFINITIONS: dict[str, Definition] = {
     # Posterior superior iliac spine: posterior cap of the upper ilium.
     "PSIS-{s}": lambda a, side, n: a.cap(a.upper_ilium(side), POSTERIOR, n),
     # Superior / inferior pubic symphysis: superior / inferior cap of the part of this side's
-    # hip bone within CONTACT_MM of the other side's (the symphyseal surface).
+    # hip bone within the contact distance of the other side's (the symphyseal surface).
     "SPS-{s}": lambda a, side, n: a.cap(_symphysis(a, side), SUPERIOR, n),
     "IPS-{s}": lambda a, side, n: a.cap(_symphysis(a, side), INFERIOR, n),
     # L5: centroid of the whole fifth lumbar vertebra.

@@ -142,30 +142,55 @@ def cmd_quality(a: argparse.Namespace) -> None:
 
     from xrayfactory.atomic import atomic_path
     from xrayfactory.ctgrid import AIR_HU, grid_spec, model_affine, resample
-    from xrayfactory.ctquality import tissue_values, volume_quality
+    from xrayfactory.ctquality import (
+        drawn_landmarks,
+        landmark_offset,
+        tissue_values,
+        volume_quality,
+    )
+    from xrayfactory.landmarks import load_landmarks
     from xrayfactory.volumes import load_ct, load_segmentation
 
     s = a.settings
     spec = grid_spec(s["synth3d"])
     _fold_subjects(a)
     bone_hu = s["synth3d"]["bone_hu"]
+    names, labels = s["names"], s["labels"]
     real = []
     for i in range(len(a.subjects)):
         ct, seg = _load(a, i)
         affine = model_affine(ct, spec)
         hu = resample(ct.data, ct.affine, affine, spec.shape, order=1, cval=AIR_HU)
-        real.append((hu, resample(seg.data, seg.affine, affine, spec.shape, order=0, cval=0)))
-    reference = tissue_values(real, spec)
-    rows = []
-    for subject, (hu, seg) in zip(a.subjects, real, strict=True):
+        grid_seg = resample(seg.data, seg.affine, affine, spec.shape, order=0, cval=0)
+        real.append((hu, grid_seg, affine, load_landmarks(a.landmarks[i], names)))
+    reference = tissue_values([(hu, seg) for hu, seg, _, _ in real], spec)
+
+    def row(kind: str, volume, hu, seg, affine, landmarks) -> dict:
+        drawn = drawn_landmarks(hu, seg, affine, spec, bone_hu, labels, names)
         q = volume_quality(hu, seg, reference, spec, bone_hu)
-        rows.append({"fold": a.fold, "volume": subject, "kind": "real", **q})
-    for k, (ct_path, seg_path) in enumerate(zip(a.generated_ct, a.generated_seg, strict=True)):
+        return {
+            "fold": a.fold,
+            "volume": volume,
+            "kind": kind,
+            **q,
+            **landmark_offset(drawn, landmarks),
+        }
+
+    rows = [row("real", subject, *r) for subject, r in zip(a.subjects, real, strict=True)]
+    generated = zip(a.generated_ct, a.generated_seg, a.generated_landmarks, strict=True)
+    for k, (ct_path, seg_path, lm_path) in enumerate(generated):
         ct = load_ct(ct_path)
         seg = load_segmentation(seg_path, ct, ct_path)
-        q = volume_quality(ct.data, seg.data, reference, spec, bone_hu)
-        rows.append({"fold": a.fold, "volume": k, "kind": "generated", **q})
-        log.info("fold %d volume %d: bone Dice %.3f", a.fold, k, q["bone_dice"])
+        rows.append(
+            row("generated", k, ct.data, seg.data, ct.affine, load_landmarks(lm_path, names))
+        )
+        log.info(
+            "fold %d volume %d: bone Dice %.3f, carried landmarks %.1f mm from the drawn bone's",
+            a.fold,
+            k,
+            rows[-1]["bone_dice"],
+            rows[-1]["landmark_offset_mm"],
+        )
     with atomic_path(a.out) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
@@ -219,8 +244,10 @@ def add_commands(add, settings: tuple) -> None:
         cmd_quality,
         "bone Dice and per-tissue HU distances of a fold's generated CTs",
         *training,
+        ("--landmarks", many),
         ("--generated-ct", many),
         ("--generated-seg", many),
+        ("--generated-landmarks", many),
         ("--out", req),
     )
     add(

@@ -1,0 +1,52 @@
+"""Control arms: the real CT on the synth3d grid and window, through its autoencoder, and real
+images through the synth2d image size."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import sphere_volume
+from xrayfactory.controls import on_model_grid, reconstructed, resized
+from xrayfactory.ctgrid import GridSpec, model_affine
+from xrayfactory.synth3d import AutoencoderSettings, build_autoencoder
+
+SPEC = GridSpec(shape=(16, 16, 16), spacing_mm=8.0, hu_range=(-1024.0, 1600.0))
+
+
+def _ct():
+    ct = sphere_volume(np.zeros(3), 40.0, value=3000.0)  # metal-bright ball
+    ct.data[ct.data == 0] = -1000.0
+    return ct
+
+
+def test_the_ct_on_the_generators_grid_loses_what_its_window_cuts():
+    ct = _ct()
+    grid = on_model_grid(ct, SPEC)
+    assert grid.shape == SPEC.shape
+    np.testing.assert_allclose(grid.affine, model_affine(ct, SPEC))
+    assert grid.data.max() == pytest.approx(1600.0)  # 3000 HU clipped to the window
+    assert grid.data.min() >= -1024.0
+    # world coordinates keep their meaning: the ball's centre is the grid's centre
+    centre = grid.voxel_to_world(np.array([[7.5, 7.5, 7.5]]))[0]
+    np.testing.assert_allclose(centre, 0.0, atol=1e-6)
+
+
+def test_reconstruction_goes_through_the_autoencoder_on_the_model_grid():
+    torch.manual_seed(0)
+    ae = build_autoencoder(AutoencoderSettings(channels=(4, 8), patch=(16, 16, 16))).eval()
+    rec = reconstructed(_ct(), ae, SPEC, device="cpu")
+    assert rec.shape == SPEC.shape
+    assert -1024.0 <= rec.data.min() and rec.data.max() <= 1600.0
+    assert not np.allclose(rec.data, on_model_grid(_ct(), SPEC).data, atol=50.0)
+
+
+def test_resizing_through_the_generators_image_size_removes_fine_detail():
+    rng = np.random.default_rng(0)
+    smooth = np.outer(np.linspace(0, 1, 64), np.linspace(1, 2, 64))[None].astype(np.float32)
+    checker = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)[None]
+    images = np.concatenate([smooth, checker, rng.random((1, 64, 64), np.float32)])
+    np.testing.assert_allclose(resized(images, 64), images, atol=1e-6)  # same size: unchanged
+    small = resized(images, 16)
+    assert small.shape == images.shape and small.dtype == images.dtype
+    np.testing.assert_allclose(small[0, 8:-8, 8:-8], smooth[0, 8:-8, 8:-8], atol=0.02)
+    assert small[1, 8:-8, 8:-8].std() < 0.02  # the checkerboard is gone
