@@ -5,7 +5,14 @@ import pytest
 from tests.test_imageset import _set
 from xrayfactory.cohort import folds
 from xrayfactory.errors import InputError
-from xrayfactory.splits import fold_subjects, held_out_set, training_set
+from xrayfactory.splits import (
+    arm_training_set,
+    fold_subjects,
+    held_out_set,
+    image_ids,
+    realism_sample,
+    training_set,
+)
 
 
 def test_folds_partition_subjects_and_test_never_trains(tmp_path):
@@ -50,3 +57,22 @@ def test_missing_fold(tmp_path):
     )
     with pytest.raises(InputError, match="fold 3 does not exist"):
         fold_subjects(tmp_path / "f.csv", 3)
+
+
+def test_real_realism_sample_is_never_the_feature_networks_training_data(tmp_path):
+    """The `real` row of the realism table uses real images the `real` detector (the feature
+    network) did not train on; other arms a subset of what their detector trains on."""
+    path = tmp_path / "folds.csv"
+    folds(["a", "b", "c"], "loso", 0).to_csv(path, index=False)  # fold 0 tests a
+    s = _set(n=30)
+    s.subject = np.array(["a", "b", "c"] * 10)
+    trained, ids, subjects = arm_training_set("real", 0, path, s, 12, 0)
+    assert subjects == ["b", "c"] and len(ids) == 12 and set(trained.subject) <= {"b", "c"}
+    sample = realism_sample("real", 0, path, s, 8, 12, 0)
+    sample_ids = set(image_ids(s.subject)[np.isin(s.images[:, 0, 0], sample.images[:, 0, 0])])
+    assert len(sample) == 8 and set(sample.subject) <= {"b", "c"}
+    assert not sample_ids & set(ids)  # 20 training-subject images, 12 trained on, 8 left
+    assert realism_sample("real", 0, path, s, 9, 12, 0) is None  # too few unseen: not measured
+    drr = realism_sample("drr", 0, path, s, 8, 12, 0)
+    drr_trained, _, _ = arm_training_set("drr", 0, path, s, 12, 0)
+    assert len(drr) == 8 and set(drr.images[:, 0, 0]) <= set(drr_trained.images[:, 0, 0])

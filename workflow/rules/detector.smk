@@ -98,6 +98,7 @@ rule realism:
     params:
         settings=settings(
             n_images=config["evaluation"]["realism_images"],
+            train_images=config["detector"]["train_images"],
             selection_seed=config["detector"]["seeds"][0],
         ),
     shell:

@@ -250,29 +250,13 @@ def _detector_settings(s: dict, seed: int):
     return DetectorSettings(**fields, seed=seed)
 
 
-def _arm_training_set(arm: str, fold: int, folds: str, pool, n: int, seed: int):
-    """The `n` images arm `arm`'s detector of seed `seed` trains on in fold `fold` (the same
-    selection for its training, the synth2d generator's (arm real) and realism), their image
-    ids and the fold's training subjects. Generated arms hold one fold each."""
-    from xrayfactory.splits import fold_subjects, image_ids, selection, subset
-
-    train_subjects, _ = fold_subjects(folds, fold)
-    candidates = train_subjects
-    if "fold" in pool.attrs:
-        if pool.attrs["fold"] != fold:
-            raise InputError(arm, f"images generated for fold {pool.attrs['fold']}, not {fold}")
-        candidates = sorted(set(pool.subject))
-    idx = selection(pool, candidates, n, (seed, "select", arm, fold), f"arm {arm}, fold {fold}")
-    return subset(pool, idx), image_ids(pool.subject)[idx].tolist(), train_subjects
-
-
 def cmd_train(a: argparse.Namespace) -> None:
     from xrayfactory.detector import preprocess, train
-    from xrayfactory.splits import load_arm
+    from xrayfactory.splits import arm_training_set, load_arm
 
     s = a.settings
     settings = _detector_settings(s["detector"], a.seed)
-    chosen, ids, train_subjects = _arm_training_set(
+    chosen, ids, train_subjects = arm_training_set(
         a.arm, a.fold, a.folds, load_arm(a.shards), s["detector"]["train_images"], a.seed
     )
     names = list(chosen.attrs["landmark_names"])
@@ -360,7 +344,7 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 def cmd_train_synth2d(a: argparse.Namespace) -> None:
     from xrayfactory.detector import preprocess
-    from xrayfactory.splits import load_arm
+    from xrayfactory.splits import arm_training_set, load_arm
     from xrayfactory.synth2d import settings_from, train
 
     s = a.settings
@@ -368,7 +352,7 @@ def cmd_train_synth2d(a: argparse.Namespace) -> None:
     # exactly the images the `real` arm's detector (first seed) trains on in this fold: the
     # generator sees no more real data than the arm it is compared with
     sel = s["selection"]
-    real, ids, subjects = _arm_training_set(
+    real, ids, subjects = arm_training_set(
         "real", a.fold, a.folds, load_arm(a.shards), sel["n_images"], sel["seed"]
     )
     data = preprocess(real.images, real.landmarks, real.visible, settings.image_size)
@@ -467,40 +451,20 @@ def cmd_synth2d_fidelity(a: argparse.Namespace) -> None:
     _write_csv(pd.DataFrame(rows), a.out_steps)
 
 
-def _realism_sample(arm: str, fold: int, folds: str, pool, det, n: int, seed: int):
-    """`n` of the images an arm's detector (first seed) trains on in the fold; for `real`,
-    `n` real images of the training subjects that the feature network (the `real` detector)
-    did not train on. None when the fold has fewer than `n` such real images."""
-    from xrayfactory.cohort import rng_for
-    from xrayfactory.splits import fold_subjects, image_ids, subset
-
-    if arm == "real":
-        train_subjects, _ = fold_subjects(folds, fold)
-        seen = set(det.meta.get("image_ids", []))
-        ids = image_ids(pool.subject)
-        unseen = np.isin(pool.subject, train_subjects) & ~np.isin(ids, list(seen))
-        candidates = subset(pool, np.flatnonzero(unseen))
-    else:
-        candidates, _, _ = _arm_training_set(arm, fold, folds, pool, n, seed)
-    if len(candidates) < n:
-        return None
-    idx = np.sort(rng_for(seed, "realism", arm, fold).choice(len(candidates), n, replace=False))
-    return subset(candidates, idx)
-
-
 def cmd_realism(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from xrayfactory.detector import Detector
     from xrayfactory.realism import encoder_features, frechet_distance, intensity_distance
-    from xrayfactory.splits import fold_subjects, held_out_set, load_arm
+    from xrayfactory.splits import fold_subjects, held_out_set, load_arm, realism_sample
 
     s = a.settings
     n, seed = s["n_images"], s["selection_seed"]
     _, test_subjects = fold_subjects(a.folds, a.fold)
     test, _ = held_out_set(load_arm(a.real), test_subjects, f"fold {a.fold}")
     det = Detector(a.detector, device=s["device"])
-    sample = _realism_sample(a.arm, a.fold, a.folds, load_arm(a.shards), det, n, seed)
+    pool = load_arm(a.shards)
+    sample = realism_sample(a.arm, a.fold, a.folds, pool, n, s["train_images"], seed)
     row = {
         "arm": a.arm,
         "fold": a.fold,

@@ -48,6 +48,46 @@ def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where
     return subset(s, selection(s, subjects, n, rng_key, where))
 
 
+def arm_training_set(
+    arm: str, fold: int, folds_csv: str | os.PathLike, pool: ImageSet, n: int, seed: int
+) -> tuple[ImageSet, list[str], list[str]]:
+    """The `n` images arm `arm`'s detector of seed `seed` trains on in fold `fold` (the same
+    selection for its training, the synth2d generator's (arm real) and realism), their image
+    ids and the fold's training subjects. Generated arms hold one fold each."""
+    train_subjects, _ = fold_subjects(folds_csv, fold)
+    candidates = train_subjects
+    if "fold" in pool.attrs:
+        if pool.attrs["fold"] != fold:
+            raise InputError(
+                f"image sets of arm {arm}", f"generated for fold {pool.attrs['fold']}, not {fold}"
+            )
+        candidates = sorted(set(pool.subject))
+    idx = selection(pool, candidates, n, (seed, "select", arm, fold), f"arm {arm}, fold {fold}")
+    return subset(pool, idx), image_ids(pool.subject)[idx].tolist(), train_subjects
+
+
+def realism_sample(
+    arm: str,
+    fold: int,
+    folds_csv: str | os.PathLike,
+    pool: ImageSet,
+    n: int,
+    n_train: int,
+    seed: int,
+) -> ImageSet | None:
+    """`n` of the `n_train` images the arm's detector of seed `seed` trains on in the fold; for
+    `real`, `n` real images of the training subjects that detector (the realism feature
+    network) did not train on. None when the fold has fewer than `n` such real images."""
+    chosen, ids, train_subjects = arm_training_set(arm, fold, folds_csv, pool, n_train, seed)
+    if arm == "real":
+        unseen = np.isin(pool.subject, train_subjects) & ~np.isin(image_ids(pool.subject), ids)
+        chosen = subset(pool, np.flatnonzero(unseen))
+    if len(chosen) < n:
+        return None
+    idx = np.sort(rng_for(seed, "realism", arm, fold).choice(len(chosen), n, replace=False))
+    return subset(chosen, idx)
+
+
 def image_ids(subjects: np.ndarray) -> np.ndarray:
     """Stable image ids "subject/k": the k-th image of that subject in an arm's shards."""
     seen: dict[str, int] = {}
