@@ -153,7 +153,7 @@ def write_report(
     intervals = interval_note(first.ci_cluster, first.n_clusters, stats.n_boot)
     n_test = c[["fold", "image_id"]].drop_duplicates().shape[0]
     caption = (
-        f"Landmark error on held-out {provenance} X-rays: {n_test} "
+        f"Landmark error on held-out X-rays ({provenance}): {n_test} "
         f"test images, {df.fold.nunique()} folds, {df.seed.nunique()} seed(s); errors in mm at the "
         f"detector (_iso: at the isocentre), on cells (test image, landmark) averaged over seeds. "
         f"{intervals}. Paired columns compare each arm with `real` on the same cells: "
