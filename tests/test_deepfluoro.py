@@ -31,13 +31,12 @@ from xrayfactory.deepfluoro import (
     SPECIMENS,
     Reader,
     image_affine,
-    in_image,
     read_preprocessed,
 )
 from xrayfactory.deepfluoro_cli import MAX_REPROJECTION_PX
 from xrayfactory.drr import TorchRenderer
 from xrayfactory.errors import InputError
-from xrayfactory.geometry import project
+from xrayfactory.geometry import in_image, project
 from xrayfactory.imageset import read_imageset
 from xrayfactory.landmarks import load_landmarks
 from xrayfactory.volumes import Volume, load_ct, load_segmentation

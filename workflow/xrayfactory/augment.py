@@ -18,14 +18,9 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import nn
 
+from xrayfactory.geometry import in_image
+
 ELASTIC_ITERATIONS = 8  # fixed-point steps that invert the (small, smooth) elastic field
-
-
-def inside(points: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """(B, L, 2) pixel (col, row) -> (B, L) whether each lies on the image (half-pixel rim, as
-    geometry.visible)."""
-    col, row = points[..., 0], points[..., 1]
-    return (col >= -0.5) & (col <= cols - 0.5) & (row >= -0.5) & (row <= rows - 0.5)
 
 
 def _normalised(points: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -66,8 +61,8 @@ def warp(
         d = F.grid_sample(displacement, at, padding_mode="zeros", align_corners=False)
         moved = target - d[..., 0].transpose(1, 2)
     known = torch.isfinite(landmarks).all(-1)
-    could_show = visible | ~inside(landmarks, h, w)
-    return out, moved, known & could_show & inside(moved, h, w)
+    could_show = visible | ~in_image(landmarks, h, w)
+    return out, moved, known & could_show & in_image(moved, h, w)
 
 
 class DomainRandomisation(nn.Module):

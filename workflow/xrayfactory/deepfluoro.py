@@ -268,13 +268,6 @@ def check_handedness(where: str, p: np.ndarray, spec: str, pid: str) -> None:
         )
 
 
-def in_image(uv: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Whether 2D landmarks (..., 2) (col, row) lie in a rows x cols image, pixel centres at
-    integers, with the bounds of `geometry.visible`; a non-finite one does not."""
-    col, row = uv[..., 0], uv[..., 1]
-    return (col >= -0.5) & (col <= cols - 0.5) & (row >= -0.5) & (row <= rows - 0.5)
-
-
 def read_preprocessed(
     path: str | os.PathLike, specimen: str, names: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -40,8 +40,7 @@ def _real_imageset(a: argparse.Namespace, spec, projs, params, prep, s: dict):
     """The specimen's projections as the `real` image set, after the reprojection check. The
     labels and their visibility are the stored 2D landmarks (in the image or not); a landmark
     the file lacks is invisible, labelled where P projects it."""
-    from xrayfactory.deepfluoro import in_image
-    from xrayfactory.geometry import CArm, project, view_from_projection
+    from xrayfactory.geometry import CArm, in_image, project, view_from_projection
     from xrayfactory.imageset import ImageSet
 
     names = list(spec.landmarks)

@@ -123,15 +123,16 @@ def project(p: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return h[:, :2] / h[:, 2:3], h[:, 2] / np.linalg.norm(p[2, :3])
 
 
+def in_image(uv, rows: int, cols: int):
+    """Whether points (..., 2) (col, row) lie on a rows x cols image, pixel centres at integers
+    (a half-pixel rim included); NaN does not. Numpy arrays or torch tensors."""
+    col, row = uv[..., 0], uv[..., 1]
+    return (col >= -0.5) & (col <= cols - 0.5) & (row >= -0.5) & (row <= rows - 0.5)
+
+
 def visible(carm: CArm, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Whether projected points fall on the detector (and lie in front of the source)."""
-    return (
-        (depth > 0)
-        & (uv[:, 0] >= -0.5)
-        & (uv[:, 0] <= carm.cols - 0.5)
-        & (uv[:, 1] >= -0.5)
-        & (uv[:, 1] <= carm.rows - 0.5)
-    )
+    return (depth > 0) & in_image(uv, carm.rows, carm.cols)
 
 
 @dataclass(frozen=True, kw_only=True)
