@@ -417,6 +417,8 @@ def test_tiny_study_on_the_fixture(fixture_file, tmp_path):
             **TINY["synth3d"],
             "condition": {"pelvis": [1, 2], "spine": [3, 4], "femur": [5, 6]},
         },
+        # the four study arms (the controls run in the demo's tiny study)
+        "detector": {**TINY["detector"], "arms": ["real", "drr", "synth3d", "synth2d"]},
     }
     workdir = study_dir(tmp_path / "study", tiny)
     r = run(workdir, "--cores", "2")
