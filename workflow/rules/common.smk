@@ -145,8 +145,8 @@ def synth3d_shards(folds):
 
 
 def imageset_shards(wildcards):
-    """An arm's shards: per subject for real/drr, per fold (or all folds) for the generated
-    arms."""
+    """An arm's shards: per subject for real, drr, drr_grid and real_resized, per fold (or all
+    folds) for the generated arms and drr_recon."""
     shards = {
         "synth2d": synth2d_shards,
         "synth3d": synth3d_shards,
@@ -227,7 +227,7 @@ def detector_settings():
 
 def real_selection():
     """Which real images the `real` arm's first-seed detector trains on in a fold (count and
-    seed): the synth2d generator and realism use the same selection."""
+    seed): the synth2d generator learns from the same selection."""
     return {
         "n_images": config["detector"]["train_images"],
         "seed": config["detector"]["seeds"][0],
