@@ -18,16 +18,15 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import AutoencoderKL
 
-from xrayfactory.ctgrid import AIR_HU, GridSpec, model_affine, normalise_hu, resample, to_hu
+from xrayfactory.ctgrid import GridSpec, grid_hu, normalise_hu, to_hu
 from xrayfactory.drr import pick_device
 from xrayfactory.volumes import Volume
 
 
 def on_model_grid(ct: Volume, spec: GridSpec) -> Volume:
     """The CT as the 3D generator learns it: on its model grid, HU clipped to its window."""
-    affine = model_affine(ct, spec)
-    hu = resample(ct.data, ct.affine, affine, spec.shape, order=1, cval=AIR_HU)
-    return Volume(to_hu(normalise_hu(hu, spec), spec), affine)
+    hu = grid_hu(ct, spec)
+    return Volume(to_hu(normalise_hu(hu.data, spec), spec), hu.affine)
 
 
 @torch.no_grad()

@@ -114,12 +114,17 @@ def latent_condition(cond: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool3d(cond, factor) if factor > 1 else cond
 
 
+def grid_hu(ct: Volume, spec: GridSpec) -> Volume:
+    """The CT's HU on its model grid (air outside the scan)."""
+    affine = model_affine(ct, spec)
+    return Volume(resample(ct.data, ct.affine, affine, spec.shape, order=1, cval=AIR_HU), affine)
+
+
 def training_pair(ct: Volume, seg: Volume, spec: GridSpec) -> tuple[np.ndarray, np.ndarray]:
     """A training subject on its model grid: normalised CT (1, *shape) and condition (C, *shape)."""
-    affine = model_affine(ct, spec)
-    hu = resample(ct.data, ct.affine, affine, spec.shape, order=1, cval=AIR_HU)
-    cond = condition(seg.data, ct.data > spec.body_hu, ct.affine, affine, spec)
-    return normalise_hu(hu, spec)[None], cond
+    hu = grid_hu(ct, spec)
+    cond = condition(seg.data, ct.data > spec.body_hu, ct.affine, hu.affine, spec)
+    return normalise_hu(hu.data, spec)[None], cond
 
 
 @dataclass(frozen=True)

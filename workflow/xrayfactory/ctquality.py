@@ -13,8 +13,7 @@ from scipy import ndimage as ndi
 from scipy.stats import wasserstein_distance
 
 from xrayfactory.ctgrid import GridSpec
-from xrayfactory.errors import InputError
-from xrayfactory.landmarks import derive_landmarks
+from xrayfactory.landmarks import derive_where_defined
 from xrayfactory.volumes import Volume
 
 TISSUES = ("bone", "organ", "other")
@@ -81,13 +80,7 @@ def drawn_landmarks(
     dist, idx = ndi.distance_transform_edt(~labelled_bone, sampling=spacing, return_indices=True)
     near = (hu > bone_hu) & (dist <= 2 * spacing.max())
     drawn = Volume(np.where(near, seg[tuple(idx)], 0).astype(np.int16), affine)
-    out = {}
-    for name in names:
-        try:
-            out[name] = derive_landmarks(drawn, labels, [name], "the drawn bone")[name]
-        except InputError:
-            out[name] = np.full(3, np.nan)
-    return out
+    return derive_where_defined(drawn, labels, names, "the drawn bone")
 
 
 def landmark_offset(drawn: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict:

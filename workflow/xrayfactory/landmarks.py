@@ -159,15 +159,31 @@ def _definition(name: str) -> tuple[Definition, str]:
     raise InputError("landmarks.names", f"unknown landmark {name!r}; defined: {', '.join(known)}")
 
 
+def _derive(anat: _Anatomy, name: str) -> np.ndarray:
+    fn, side = _definition(name)
+    return np.asarray(fn(anat, side, name), float)
+
+
 def derive_landmarks(
     seg: Volume, labels: dict[str, int], names: Sequence[str], path: str | os.PathLike
 ) -> dict[str, np.ndarray]:
     """Compute the named landmarks (world mm) from a segmentation."""
     anat = _Anatomy(seg, labels, path)
+    return {name: _derive(anat, name) for name in names}
+
+
+def derive_where_defined(
+    seg: Volume, labels: dict[str, int], names: Sequence[str], path: str | os.PathLike
+) -> dict[str, np.ndarray]:
+    """`derive_landmarks`, with NaN for each landmark that has no definition or whose
+    definition fails on this segmentation (one shared anatomy: masks and fits computed once)."""
+    anat = _Anatomy(seg, labels, path)
     out = {}
     for name in names:
-        fn, side = _definition(name)
-        out[name] = np.asarray(fn(anat, side, name), float)
+        try:
+            out[name] = _derive(anat, name)
+        except InputError:
+            out[name] = np.full(3, np.nan)
     return out
 
 

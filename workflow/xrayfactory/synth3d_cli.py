@@ -141,7 +141,7 @@ def cmd_quality(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from xrayfactory.atomic import atomic_path
-    from xrayfactory.ctgrid import AIR_HU, grid_spec, model_affine, resample
+    from xrayfactory.ctgrid import grid_hu, grid_spec, resample
     from xrayfactory.ctquality import (
         drawn_landmarks,
         landmark_offset,
@@ -159,10 +159,9 @@ def cmd_quality(a: argparse.Namespace) -> None:
     real = []
     for i in range(len(a.subjects)):
         ct, seg = _load(a, i)
-        affine = model_affine(ct, spec)
-        hu = resample(ct.data, ct.affine, affine, spec.shape, order=1, cval=AIR_HU)
-        grid_seg = resample(seg.data, seg.affine, affine, spec.shape, order=0, cval=0)
-        real.append((hu, grid_seg, affine, load_landmarks(a.landmarks[i], names)))
+        hu = grid_hu(ct, spec)
+        grid_seg = resample(seg.data, seg.affine, hu.affine, spec.shape, order=0, cval=0)
+        real.append((hu.data, grid_seg, hu.affine, load_landmarks(a.landmarks[i], names)))
     reference = tissue_values([(hu, seg) for hu, seg, _, _ in real], spec)
 
     def row(kind: str, volume, hu, seg, affine, landmarks) -> dict:
