@@ -6,18 +6,21 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/cohort.smk"
-include: "workflow/rules/imagesets.smk"
+include: "workflow/rules/imaging.smk"
 include: "workflow/rules/synth3d.smk"
 include: "workflow/rules/synth2d.smk"
-include: "workflow/rules/detector.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/detection.smk"
+include: "workflow/rules/study.smk"
 
 
 if DEEPFLUORO:
 
-    include: "workflow/rules/deepfluoro.smk"
+    include: "workflow/rules/datasets.smk"
 
 
 # Run beside Snakemake, never submitted to a cluster: the targets, the download (compute nodes

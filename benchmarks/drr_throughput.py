@@ -23,9 +23,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from xrayfactory.drr import TorchRenderer  # noqa: E402
-from xrayfactory.geometry import CArm, ViewSampler, projection_matrix  # noqa: E402
-from xrayfactory.volumes import load_ct  # noqa: E402
+from xrayfactory.cohort.volumes import load_ct  # noqa: E402
+from xrayfactory.imaging.drr import TorchRenderer  # noqa: E402
+from xrayfactory.imaging.geometry import CArm, ViewSampler, projection_matrix  # noqa: E402
 
 
 def ours(ct_path: str, carm: CArm, views: np.ndarray, device: str) -> float:

@@ -32,13 +32,15 @@ from snakemake.utils import update_config
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from xrayfactory import detector, synth2d, synth3d  # noqa: E402
-from xrayfactory.cli import _detector_settings  # noqa: E402
-from xrayfactory.config import validate_config  # noqa: E402
-from xrayfactory.ctgrid import grid_spec  # noqa: E402
-from xrayfactory.drr import _has_deepdrr, make_renderer  # noqa: E402
-from xrayfactory.geometry import CArm, ViewSampler, projection_matrix  # noqa: E402
-from xrayfactory.volumes import load_ct  # noqa: E402
+from xrayfactory.cohort.volumes import load_ct  # noqa: E402
+from xrayfactory.core.config import validate_config  # noqa: E402
+from xrayfactory.core.images import preprocess  # noqa: E402
+from xrayfactory.detection import detector  # noqa: E402
+from xrayfactory.imaging.drr import deepdrr_available, make_renderer  # noqa: E402
+from xrayfactory.imaging.geometry import CArm, ViewSampler, projection_matrix  # noqa: E402
+from xrayfactory.synth2d import model as synth2d  # noqa: E402
+from xrayfactory.synth3d import model as synth3d  # noqa: E402
+from xrayfactory.synth3d.ctgrid import grid_spec  # noqa: E402
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 NEVER = 10**9  # no intermediate checkpoints while timing
@@ -76,7 +78,7 @@ def _landmarks(rng, n: int, n_landmarks: int, size: int) -> tuple[np.ndarray, np
 
 def detector_step(c: dict, dev: str, k: int, device: torch.device) -> float:
     """One detector step: a batch at the configured input size, augmentation included."""
-    s = replace(_detector_settings(c["detector"], 0), epochs=1)
+    s = replace(detector.DetectorSettings.from_config(c["detector"], 0), epochs=1)
     rows, names = CArm(**c["carm"]).rows, c["landmarks"]["names"]
     rng = np.random.default_rng(0)
 
@@ -84,7 +86,7 @@ def detector_step(c: dict, dev: str, k: int, device: torch.device) -> float:
         n = steps * s.batch_size
         uv, vis = _landmarks(rng, n, len(names), rows)
         images = rng.random((n, rows, rows), dtype=np.float32)
-        data = detector.preprocess(images, uv, vis, s.image_size)
+        data = preprocess(images, uv, vis, s.image_size)
         detector.train(data, names, s, out, meta={}, device=dev)
 
     return per_step(train, k, device)
@@ -185,7 +187,7 @@ def synth3d_steps(c: dict, dev: str, k: int, device: torch.device) -> tuple[floa
 def drr_image(c: dict, dev: str, k: int, ct_path: str, device: torch.device) -> tuple[float, str]:
     """Seconds per DRR on the configured detector grid, and the backend that made them."""
     backend = c["drr"]["backend"]
-    if backend != "torch" and not (device.type == "cuda" and _has_deepdrr()):
+    if backend != "torch" and not (device.type == "cuda" and deepdrr_available()):
         backend = "torch"
     kwargs = {"kvp": c["drr"]["kvp"]} if backend == "deepdrr" else {"device": dev}
     renderer = make_renderer(backend, **kwargs)

@@ -21,13 +21,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from xrayfactory.config import validate_config  # noqa: E402
-from xrayfactory.detector import Detector  # noqa: E402
-from xrayfactory.fidelity import sampler_row, timed  # noqa: E402
-from xrayfactory.geometry import CArm, ViewSampler  # noqa: E402
-from xrayfactory.shapes import shape_model_from_files  # noqa: E402
-from xrayfactory.splits import fold_subjects  # noqa: E402
-from xrayfactory.synth2d import Synth2D, generate  # noqa: E402
+from xrayfactory.core.config import validate_config  # noqa: E402
+from xrayfactory.detection.detector import Detector  # noqa: E402
+from xrayfactory.imaging.geometry import CArm, ViewSampler  # noqa: E402
+from xrayfactory.imaging.splits import fold_subjects  # noqa: E402
+from xrayfactory.synth2d.fidelity import sampler_row, timed  # noqa: E402
+from xrayfactory.synth2d.model import Synth2D, generate  # noqa: E402
+from xrayfactory.synth2d.shapes import shape_model_from_files  # noqa: E402
 
 SAMPLERS = [("ddpm", 1000), ("ddim", 50), ("ddim", 25), ("dpmsolver++", 50)]
 SAMPLERS += [("dpmsolver++", 25), ("dpmsolver++", 20), ("dpmsolver++", 10)]

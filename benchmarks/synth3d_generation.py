@@ -28,10 +28,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from xrayfactory.checkpoints import save_checkpoint  # noqa: E402
-from xrayfactory.config import validate_config  # noqa: E402
-from xrayfactory.ctgrid import GridSpec, grid_spec  # noqa: E402
-from xrayfactory.synth3d import (  # noqa: E402
+from xrayfactory.core.checkpoints import save_checkpoint  # noqa: E402
+from xrayfactory.core.config import validate_config  # noqa: E402
+from xrayfactory.synth3d.ctgrid import GridSpec, grid_spec  # noqa: E402
+from xrayfactory.synth3d.model import (  # noqa: E402
     Synth3D,
     autoencoder_settings,
     build_autoencoder,

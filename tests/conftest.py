@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xrayfactory.imageset import ImageSet, write_imageset
-from xrayfactory.volumes import Volume, load_ct, load_segmentation
+from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation
+from xrayfactory.imaging.imageset import ImageSet, write_imageset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XRAYFACTORY_SHARED", REPO.parent / "shared"))

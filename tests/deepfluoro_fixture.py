@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from xrayfactory.deepfluoro import LANDMARKS, SPECIMENS, Preprocessing, Reader
+from xrayfactory.datasets.deepfluoro import LANDMARKS, SPECIMENS, Preprocessing, Reader
 
 SHAPE = (36, 32, 28)  # x, y, z voxels (stored as z, y, x)
 SPACING = (4.0, 4.0, 5.0)

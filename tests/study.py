@@ -78,3 +78,15 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     return {
         m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
     }
+
+
+def planned_runs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    r = run(workdir, "-n", *args)
+    assert r.returncode == 0, r.stderr + r.stdout
+    jobs = []
+    for block in re.split(r"^(?:local)?rule ", r.stdout, flags=re.M)[1:]:
+        m = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        wildcards = dict(kv.split("=", 1) for kv in m[1].split(", ")) if m else {}
+        jobs.append((block.split(":", 1)[0], wildcards))
+    return jobs

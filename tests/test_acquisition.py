@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from tests.conftest import sphere_volume
-from xrayfactory.acquisition import AcquisitionParams, ProxyRealAcquisition, kwire_path
-from xrayfactory.drr import TorchRenderer
-from xrayfactory.geometry import CArm, projection_matrix
+from xrayfactory.imaging.acquisition import AcquisitionParams, ProxyRealAcquisition, kwire_path
+from xrayfactory.imaging.drr import TorchRenderer
+from xrayfactory.imaging.geometry import CArm, projection_matrix
 
 CARM = CArm(pixel_spacing=0.3, downsample=24)  # 64 x 64
 

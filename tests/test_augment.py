@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xrayfactory.augment import DomainRandomisation, warp
+from xrayfactory.detection.augment import DomainRandomisation, warp
 
 SIZE = 32
 

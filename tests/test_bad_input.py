@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import CT_PATH, LABELS, NAMES, SEG_PATH
-from xrayfactory.errors import InputError
-from xrayfactory.volumes import load_ct, load_segmentation
+from xrayfactory.cohort.volumes import load_ct, load_segmentation
+from xrayfactory.core.errors import InputError
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ def _landmarks_cli(ct, seg, out) -> subprocess.CompletedProcess:
     import json
 
     return _cli(
-        "landmarks",
+        "demo-landmarks",
         "--ct",
         str(ct),
         "--seg",
@@ -120,7 +120,7 @@ def test_landmark_outside_volume_via_cli(tmp_path):
         "acquisition": {},
     }
     r = _cli(
-        "render",
+        "render-imageset",
         "--arm",
         "real",
         "--subject",

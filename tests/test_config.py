@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from xrayfactory.config import validate_config
-from xrayfactory.errors import InputError
+from xrayfactory.core.config import validate_config
+from xrayfactory.core.errors import InputError
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from tests.conftest import sphere_volume
-from xrayfactory.controls import on_model_grid, reconstructed, resized
-from xrayfactory.ctgrid import GridSpec, model_affine
-from xrayfactory.synth3d import AutoencoderSettings, build_autoencoder
+from xrayfactory.synth2d.controls import resized
+from xrayfactory.synth3d.controls import on_model_grid, reconstructed
+from xrayfactory.synth3d.ctgrid import GridSpec, model_affine
+from xrayfactory.synth3d.model import AutoencoderSettings, build_autoencoder
 
 SPEC = GridSpec(shape=(16, 16, 16), spacing_mm=8.0, hu_range=(-1024.0, 1600.0))
 

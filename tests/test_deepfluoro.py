@@ -26,20 +26,19 @@ from tests.deepfluoro_fixture import (
     write_preprocessed,
 )
 from tests.study import TINY, planned_jobs, run, study_dir
-from xrayfactory.deepfluoro import (
+from xrayfactory.cohort.landmarks import load_landmarks
+from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation
+from xrayfactory.core.errors import InputError
+from xrayfactory.datasets.deepfluoro import (
     LANDMARKS,
     SPECIMENS,
     Reader,
     image_affine,
     read_preprocessed,
 )
-from xrayfactory.deepfluoro_cli import MAX_REPROJECTION_PX
-from xrayfactory.drr import TorchRenderer
-from xrayfactory.errors import InputError
-from xrayfactory.geometry import in_image, project
-from xrayfactory.imageset import read_imageset
-from xrayfactory.landmarks import load_landmarks
-from xrayfactory.volumes import Volume, load_ct, load_segmentation
+from xrayfactory.imaging.drr import TorchRenderer
+from xrayfactory.imaging.geometry import in_image, project
+from xrayfactory.imaging.imageset import read_imageset
 
 NAMES = list(LANDMARKS)
 
@@ -57,6 +56,16 @@ def _import(path, spec):
 
 
 PREP = {"preprocessing": {"border": 16, "downsample": 4}}  # PREPROCESSING in settings
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+MAX_PX = SCHEMA["properties"]["deepfluoro"]["properties"]["max_reprojection_px"]["default"]
+SID = SCHEMA["properties"]["carm"]["properties"]["sid"]["default"]
+
+
+def _settings(**over) -> str:
+    """import-deepfluoro's settings as its rule passes them: the schema's defaults and the
+    fixture's preprocessing, with `over` replacing keys."""
+    s = {"names": NAMES, **PREP, "sid": SID, "max_reprojection_px": MAX_PX}
+    return json.dumps({**s, **over})
 
 
 def _cli_args(path, spec, tmp_path):
@@ -127,9 +136,7 @@ def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
     out = {k: tmp_path / name for k, name in (("ct", "ct.nii.gz"), ("seg", "seg.nii.gz"))}
     out |= {"landmarks": tmp_path / "landmarks.csv", "images": tmp_path / "real.h5"}
     out |= {"labels": tmp_path / "labels.tsv"}
-    settings = json.dumps(
-        {"names": NAMES, "preprocessing": {"border": 16, "downsample": 4}, "sid": 530.0}
-    )
+    settings = _settings()
     r = xrayfactory_cli(
         "import-deepfluoro", "--file", str(fixture_file), "--specimen", SPECIMENS[2],
         "--subject", "s3", "--out-ct", str(out["ct"]), "--out-seg", str(out["seg"]),
@@ -169,7 +176,7 @@ def test_import_stops_when_the_pose_convention_is_off(fixture_file, tmp_path):
         "--out-landmarks", str(tmp_path / "l.csv"), "--out-images", str(tmp_path / "real.h5"),
         "--out-labels", str(tmp_path / "labels.tsv"),
     ]  # fmt: skip
-    r = xrayfactory_cli(*args, "--settings", json.dumps({"names": NAMES, "preprocessing": prep}))
+    r = xrayfactory_cli(*args, "--settings", _settings(preprocessing=prep))
     assert r.returncode == 2
     assert re.search(
         rf"full_res_data.h5: specimen {SPECIMENS[0]}: .* land \d+\.\d px \(mean; max \d+\.\d px\) "
@@ -177,21 +184,19 @@ def test_import_stops_when_the_pose_convention_is_off(fixture_file, tmp_path):
         r.stderr,
     ), r.stderr
     assert not list(tmp_path.iterdir())  # nothing written
-    loose = {"names": NAMES, "preprocessing": prep, "max_reprojection_px": 1000.0}
-    assert xrayfactory_cli(*args, "--settings", json.dumps(loose)).returncode == 0
+    loose = _settings(preprocessing=prep, max_reprojection_px=1000.0)
+    assert xrayfactory_cli(*args, "--settings", loose).returncode == 0
 
 
 def test_default_gate_stops_a_two_pixel_error(fixture_file, tmp_path):
     """An 8 mm error in the pose offset moves the projected landmarks by about 2 px: within
-    the old 5 px gate, over the default 1 px one (the schema's, repeated by the CLI)."""
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    default = schema["properties"]["deepfluoro"]["properties"]["max_reprojection_px"]["default"]
-    assert default == MAX_REPROJECTION_PX == 1.0
+    the old 5 px gate, over the default 1 px one (the schema's)."""
+    assert MAX_PX == 1.0
     out = tmp_path / "out"
     out.mkdir()
     args = _cli_args(fixture_file, SPECIMENS[0], out)
     prep = {"border": 16, "downsample": 4, "pose_offset_mm": [8.0, -0.5, -0.5]}
-    r = xrayfactory_cli(*args, "--settings", json.dumps({"names": NAMES, "preprocessing": prep}))
+    r = xrayfactory_cli(*args, "--settings", _settings(preprocessing=prep))
     assert r.returncode == 2, r.stderr
     m = re.search(
         rf"error: {re.escape(str(fixture_file))}: specimen {SPECIMENS[0]}: .* land "
@@ -201,8 +206,8 @@ def test_default_gate_stops_a_two_pixel_error(fixture_file, tmp_path):
     )
     assert m and 1.5 <= float(m.group(1)) <= 3.0, r.stderr
     assert not list(out.iterdir())  # nothing written
-    old = {"names": NAMES, "preprocessing": prep, "max_reprojection_px": 5.0}
-    assert xrayfactory_cli(*args, "--settings", json.dumps(old)).returncode == 0
+    old = _settings(preprocessing=prep, max_reprojection_px=5.0)
+    assert xrayfactory_cli(*args, "--settings", old).returncode == 0
 
 
 def test_visibility_follows_the_stored_landmarks(tmp_path):
@@ -221,9 +226,7 @@ def test_visibility_follows_the_stored_landmarks(tmp_path):
         del g[absent]
     out = tmp_path / "out"
     out.mkdir()
-    r = xrayfactory_cli(
-        *_cli_args(path, SPECIMENS[0], out), "--settings", json.dumps({"names": NAMES, **PREP})
-    )
+    r = xrayfactory_cli(*_cli_args(path, SPECIMENS[0], out), "--settings", _settings())
     assert r.returncode == 0, r.stderr
     s = read_imageset(out / "real.h5")
     i_out, i_nan, i_absent = (NAMES.index(n) for n in (outside, nan, absent))
@@ -260,9 +263,7 @@ def test_mirrored_convention_is_refused(tmp_path):
         _import(path, SPECIMENS[0])
     out = tmp_path / "out"
     out.mkdir()
-    r = xrayfactory_cli(
-        *_cli_args(path, SPECIMENS[0], out), "--settings", json.dumps({"names": NAMES, **PREP})
-    )
+    r = xrayfactory_cli(*_cli_args(path, SPECIMENS[0], out), "--settings", _settings())
     assert r.returncode == 2 and f"error: {tmp_path}/{where}: {problem}" in r.stderr, r.stderr
     assert not list(out.iterdir())  # nothing written
 
@@ -283,12 +284,12 @@ def test_preprocessed_variant_gives_the_images_and_labels(fixture_file, tmp_path
         "--out-images", str(out), "--out-labels", str(tmp_path / "labels.tsv"),
         "--preprocessed", str(ds),
     ]  # fmt: skip
-    settings = {"names": NAMES, "preprocessing": {"border": 16, "downsample": 4}}
-    r = xrayfactory_cli(*args, "--settings", json.dumps(settings))
+    r = xrayfactory_cli(*args, "--settings", _settings())
     assert r.returncode == 0, r.stderr
     np.testing.assert_allclose(read_imageset(out).landmarks, projs.landmarks, rtol=1e-6)
-    settings["preprocessing"]["downsample"] = 2
-    r = xrayfactory_cli(*args, "--settings", json.dumps(settings))
+    r = xrayfactory_cli(
+        *args, "--settings", _settings(preprocessing={"border": 16, "downsample": 2})
+    )
     assert r.returncode != 0 and "set deepfluoro.preprocessing.downsample" in r.stderr
 
 
@@ -340,7 +341,7 @@ def test_bad_files_name_the_group(tmp_path, damage, where, problem):
         "--out-ct", str(out), "--out-seg", str(tmp_path / "seg.nii.gz"),
         "--out-landmarks", str(tmp_path / "l.csv"), "--out-images", str(tmp_path / "real.h5"),
         "--out-labels", str(tmp_path / "labels.tsv"),
-        "--settings", json.dumps({"names": NAMES}),
+        "--settings", _settings(),
     )  # fmt: skip
     assert r.returncode != 0 and where in r.stderr
     assert not out.exists()  # nothing partial
@@ -383,7 +384,7 @@ def test_download_verifies_the_published_checksum_unless_one_is_pinned(tmp_path)
         extra.write_text(yaml.safe_dump({"deepfluoro": {"file": str(absent), "sha256": pinned}}))
         r = run(workdir, str(absent), "-n", "-p", "--configfile", str(PAPER), str(extra))
         assert r.returncode == 0, r.stderr + r.stdout
-        command = next(line for line in r.stdout.splitlines() if "fetch-archive" in line)
+        command = next(line for line in r.stdout.splitlines() if "download-deepfluoro" in line)
         assert flag in command
         if pinned is None:
             assert "'http://archive.data.jhu.edu/api/datasets/:persistentId/versions/" in command

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import LABELS
-from xrayfactory.cohort import rng_for
-from xrayfactory.deform import DeformationParams, Warp, deform_subject
-from xrayfactory.landmarks import derive_landmarks
+from xrayfactory.cohort.deform import DeformationParams, Warp, deform_subject
+from xrayfactory.cohort.landmarks import derive_landmarks
+from xrayfactory.core.rng import rng_for
 
 CENTROID_LIKE = ["FH-l", "FH-r", "L5"]
 

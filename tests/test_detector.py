@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from tests.conftest import SHARED, sigterm_after_checkpoint, write_blob_shard, xrayfactory_cli
-from xrayfactory.cohort import folds
 
 SIZE = 32
 SETTINGS = {
@@ -44,22 +43,27 @@ def study(tmp_path_factory):
     d = tmp_path_factory.mktemp("study")
     names = ["A", "B"]
     shards = [_shard(d / f"{s}.h5", s, names, i) for i, s in enumerate(["s0", "s1", "s2"])]
-    folds(["s0", "s1", "s2"], "loso", 0).to_csv(d / "folds.csv", index=False)
     return d, shards
 
 
-def _run_args(d: Path) -> list[str]:
-    return ["--arm", "real", "--fold", "0", "--seed", "0", "--folds", str(d / "folds.csv")]
+# fold 0 of the three subjects: s0 is its test subject, s1 and s2 train
+RUN = ["--arm", "real", "--fold", "0", "--seed", "0"]
 
 
-def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
-    settings = json.dumps({"seed": 0, "device": "cpu", "detector": SETTINGS})
-    return ["train", *_run_args(d), "--out", str(out), "--settings", settings, *map(str, shards)]
+def _train_args(shards: list[Path], out: Path, device: str = "cpu") -> list[str]:
+    """train-detector on the fold's training subjects; the test subject's shard is given too
+    and must not be drawn from."""
+    settings = json.dumps({"seed": 0, "device": device, "detector": SETTINGS})
+    return [
+        "train-detector", *RUN, "--train-subjects", "s1", "s2", "--out", str(out),
+        "--settings", settings, *map(str, shards),
+    ]  # fmt: skip
 
 
-def _evaluate(d: Path, shards: list[Path], model: Path, out: Path, size: int = SIZE):
+def _evaluate(shards: list[Path], model: Path, out: Path, size: int = SIZE):
+    """evaluate-detector on the fold's test subject (the first shard)."""
     args = ["--model", str(model), "--image-size", str(size), "--out", str(out)]
-    return xrayfactory_cli("evaluate", *_run_args(d), *args, *map(str, shards))
+    return xrayfactory_cli("evaluate-detector", *RUN, *args, str(shards[0]))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,7 @@ def model(study) -> Path:
     """A detector trained without interruption (shared by the tests below)."""
     d, shards = study
     path = d / "full" / "model.pt"
-    r = xrayfactory_cli(*_train_args(d, shards, path))
+    r = xrayfactory_cli(*_train_args(shards, path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "training:" in r.stderr and "ETA" in r.stderr  # progress with rate and ETA
     return path
@@ -79,12 +83,12 @@ def test_resume_after_an_epochs_last_step(study):
     d, shards = study
     out = d / "edge" / "model.pt"
     last = out.with_name("model.pt.last.pt")
-    sigterm_after_checkpoint(xrayfactory_cli(*_train_args(d, shards, out), wait=False), last)
+    sigterm_after_checkpoint(xrayfactory_cli(*_train_args(shards, out), wait=False), last)
     state = torch.load(last, weights_only=True)
     steps_per_epoch = SETTINGS["train_images"] // SETTINGS["batch_size"]
     state["step"] = steps_per_epoch
     torch.save(state, last)
-    r = xrayfactory_cli(*_train_args(d, shards, out))
+    r = xrayfactory_cli(*_train_args(shards, out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"at epoch {state['epoch'] + 1} step 0" in r.stderr
     assert out.exists() and not last.exists()
@@ -96,11 +100,11 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
 
     out = d / "resumed" / "model.pt"
     last = out.with_name("model.pt.last.pt")
-    err = sigterm_after_checkpoint(xrayfactory_cli(*_train_args(d, shards, out), wait=False), last)
+    err = sigterm_after_checkpoint(xrayfactory_cli(*_train_args(shards, out), wait=False), last)
     assert "SIGTERM received" in err
     assert last.exists() and not out.exists()
 
-    r = xrayfactory_cli(*_train_args(d, shards, out))
+    r = xrayfactory_cli(*_train_args(shards, out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming from" in r.stderr
     assert not last.exists()
@@ -108,7 +112,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
     b = torch.load(out, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     for model, name in ((full, "full.csv"), (out, "resumed.csv")):
-        assert _evaluate(d, shards, model, d / name).returncode == 0
+        assert _evaluate(shards, model, d / name).returncode == 0
     pa, pb = pd.read_csv(d / "full.csv"), pd.read_csv(d / "resumed.csv")
     pd.testing.assert_frame_equal(pa, pb)
     # it learned something: the blobs are found within a pixel or two
@@ -117,18 +121,18 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
 
 
 def test_checkpoint_from_another_configuration_is_refused(study, model, tmp_path):
-    d, shards = study
-    r = _evaluate(d, shards, model, tmp_path / "p.csv", size=64)
+    _d, shards = study
+    r = _evaluate(shards, model, tmp_path / "p.csv", size=64)
     assert r.returncode == 2 and f"{model}: trained at image size 32, not 64" in r.stderr
     other = [
         _shard(tmp_path / f"{s}.h5", s, ["A", "C"], i) for i, s in enumerate(["s0", "s1", "s2"])
     ]
-    r = _evaluate(d, other, model, tmp_path / "p.csv")
+    r = _evaluate(other, model, tmp_path / "p.csv")
     assert r.returncode == 2 and "trained for landmarks ['A', 'B'], not ['A', 'C']" in r.stderr
     assert not (tmp_path / "p.csv").exists()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    r = _evaluate(d, shards, bad, tmp_path / "p.csv")
+    r = _evaluate(shards, bad, tmp_path / "p.csv")
     assert r.returncode == 2 and f"{bad}: not a readable detector checkpoint" in r.stderr
 
 
@@ -162,13 +166,10 @@ def test_predict_refuses_an_unreadable_image(model, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_training_on_gpu(study, tmp_path):
-    d, shards = study
-    settings = json.dumps({"seed": 0, "device": "cuda", "detector": SETTINGS})
+    _d, shards = study
     out = tmp_path / "gpu.pt"
-    r = xrayfactory_cli(
-        "train", *_run_args(d), "--out", str(out), "--settings", settings, *map(str, shards)
-    )
+    r = xrayfactory_cli(*_train_args(shards, out, device="cuda"))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _evaluate(d, shards, out, tmp_path / "p.csv").returncode == 0
+    assert _evaluate(shards, out, tmp_path / "p.csv").returncode == 0
     p = pd.read_csv(tmp_path / "p.csv")
     assert np.median(np.hypot(p.pred_col - p.gt_col, p.pred_row - p.gt_row)) < 2.0

@@ -6,10 +6,10 @@ import torch
 from scipy import ndimage as ndi
 
 from tests.conftest import sphere_volume
-from xrayfactory.drr import DeepDRRRenderer, TorchRenderer, make_renderer
-from xrayfactory.geometry import CArm, project, projection_matrix, source_position
-from xrayfactory.raycast import line_integrals
-from xrayfactory.volumes import Volume
+from xrayfactory.cohort.volumes import Volume
+from xrayfactory.imaging.drr import DeepDRRRenderer, TorchRenderer, make_renderer
+from xrayfactory.imaging.geometry import CArm, project, projection_matrix, source_position
+from xrayfactory.imaging.raycast import line_integrals
 
 CARM = CArm(pixel_spacing=0.3, downsample=12)  # 128 x 128, 3.6 mm pixels
 BEAD = np.array([12.0, -8.0, 20.0])  # a "landmark" in world mm
@@ -121,7 +121,7 @@ def test_renderer_selection_errors():
 
 def test_deepdrr_camera_conversion_reproduces_our_images():
     """DeepDRR needs det R = +1: rendering the converted camera and flipping gives our image."""
-    from xrayfactory.deepdrr_backend import proper_camera
+    from xrayfactory.imaging.deepdrr_backend import proper_camera
 
     vol = _hu_phantom(BEAD)
     p = projection_matrix(CARM, np.array([25.0, -10, 4, 5, 0, 3]), np.zeros(3))
@@ -140,7 +140,7 @@ def test_deepdrr_camera_conversion_reproduces_our_images():
 def test_deepdrr_camera_rays_pass_through_our_pixel_centres(view):
     """Emulate DeepDRR 1.2.2's ray rule (output pixel (u, v) -> inv(K R) [u + 0.5, v + 0.5, 1],
     then our left-right flip): each pixel's ray is the ray through our pixel centre."""
-    from xrayfactory.deepdrr_backend import deepdrr_camera
+    from xrayfactory.imaging.deepdrr_backend import deepdrr_camera
 
     carm = CArm(pixel_spacing=0.3, downsample=12, detector_cols=1200)  # 128 rows x 100 cols
     p = projection_matrix(carm, np.array(view, float), np.zeros(3))
@@ -159,7 +159,7 @@ def test_deepdrr_camera_rays_pass_through_our_pixel_centres(view):
 
 def test_unattenuated_intensity_of_a_deepdrr_spectrum():
     """DeepDRR's air value: bins of (eV, photons) -> sum of keV x normalised photon count."""
-    from xrayfactory.deepdrr_backend import unattenuated_intensity
+    from xrayfactory.imaging.deepdrr_backend import unattenuated_intensity
 
     spectrum = np.array([[20e3, 1.0], [40e3, 3.0], [60e3, 0.0], [80e3, 4.0]])
     assert unattenuated_intensity(spectrum) == pytest.approx((20 * 1 + 40 * 3 + 80 * 4) / 8.0)

@@ -9,8 +9,8 @@ import zipfile
 import pytest
 
 from xrayfactory.cli import main
-from xrayfactory.errors import InputError
-from xrayfactory.fetch import Checksum, fetch, fetch_archive
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.fetch import Checksum, fetch, fetch_archive
 
 
 def _digest(data: bytes) -> str:
@@ -140,10 +140,10 @@ def _listing(*files: tuple[str, str, bytes, str]) -> bytes:
 
 
 def _fetch_archive(tmp_path, base, *extra):
-    """`python -m xrayfactory fetch-archive` of the dataset file `PID` from the server."""
+    """`python -m xrayfactory download-deepfluoro` of the dataset file `PID` from the server."""
     return main(
         [
-            "fetch-archive", "--archive", "full.zip", "--member", "full.h5",
+            "download-deepfluoro", "--archive", "full.zip", "--member", "full.h5",
             "--url", f"{base}/api/access/datafile/:persistentId/?persistentId={PID}",
             "--out", str(tmp_path / "res" / "full.h5"), *extra,
         ]
@@ -167,7 +167,7 @@ def test_download_is_verified_against_the_published_checksum(tmp_path, server, c
     routes["/plain/full.zip"] = archive
     routes["/files2"] = _listing(("", "full.zip", archive, "SHA-512"))
     out = tmp_path / "plain.h5"
-    assert main(["fetch-archive", "--archive", "full.zip", "--member", "full.h5",
+    assert main(["download-deepfluoro", "--archive", "full.zip", "--member", "full.h5",
                  "--url", f"{base}/plain/full.zip", "--out", str(out),
                  "--checksum-url", f"{base}/files2"]) == 0  # fmt: skip
     assert out.read_bytes() == b"specimens"

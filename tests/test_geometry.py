@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xrayfactory.geometry import (
+from xrayfactory.imaging.geometry import (
     CArm,
     ViewSampler,
     angles,

@@ -1,6 +1,6 @@
 import torch
 
-from xrayfactory.heatmaps import gaussian_heatmaps, peaks
+from xrayfactory.detection.heatmaps import gaussian_heatmaps, peaks
 
 
 def test_heatmaps_round_trip_to_their_landmarks():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from xrayfactory.errors import InputError
-from xrayfactory.imageset import ImageSet, concatenate, read_imageset, write_imageset
+from xrayfactory.core.errors import InputError
+from xrayfactory.imaging.imageset import ImageSet, concatenate, read_imageset, write_imageset
 
 
 def _set(n=3, size=8, names=("A", "B")) -> ImageSet:

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import LABELS, NAMES
-from xrayfactory.errors import InputError
-from xrayfactory.landmarks import derive_landmarks, load_landmarks, save_landmarks
-from xrayfactory.volumes import Volume
+from xrayfactory.cohort.landmarks import derive_landmarks, load_landmarks, save_landmarks
+from xrayfactory.cohort.volumes import Volume
+from xrayfactory.core.errors import InputError
 
 
 def test_demo_landmarks_are_anatomically_placed(demo_ct):

@@ -2,14 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xrayfactory.metrics import (
-    cells,
-    cluster_bootstrap,
-    paired_vs,
-    per_fold,
-    summary,
-    with_errors,
-)
+from xrayfactory.detection.predictions import with_errors
+from xrayfactory.study.metrics import cells, cluster_bootstrap, paired_vs, per_fold, summary
 
 T = [5.0, 20.0]
 

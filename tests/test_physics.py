@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from xrayfactory import acquisition, physics
-from xrayfactory.drr import hu_to_density
+from xrayfactory.imaging import acquisition, physics
+from xrayfactory.imaging.drr import hu_to_density
 
 
 def test_spectrum_is_physical_and_cached_on_disk(tmp_path, monkeypatch):

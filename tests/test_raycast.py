@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from xrayfactory.geometry import CArm, projection_matrix, source_position
-from xrayfactory.raycast import line_integrals
+from xrayfactory.imaging.geometry import CArm, projection_matrix, source_position
+from xrayfactory.imaging.raycast import line_integrals
 
 CARM = CArm(pixel_spacing=0.28, downsample=12)  # demo geometry: 128 x 128, 3.36 mm pixels
 SPACING = np.array([1.0, 1.0, 3.0])  # CT-like anisotropic voxels (mm)

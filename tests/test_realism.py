@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xrayfactory.detector import Detector, DetectorSettings, build_network
-from xrayfactory.realism import encoder_features, frechet_distance, intensity_distance
+from xrayfactory.detection.detector import Detector, DetectorSettings, build_network
+from xrayfactory.study.realism import encoder_features, frechet_distance, intensity_distance
 
 
 def test_frechet_distance_of_gaussians():

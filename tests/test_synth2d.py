@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from tests.conftest import sigterm_after_checkpoint, write_blob_shard, xrayfactory_cli
-from xrayfactory.cohort import folds
-from xrayfactory.detector import preprocess
-from xrayfactory.errors import InputError
-from xrayfactory.geometry import CArm, ViewSampler, project
-from xrayfactory.heatmaps import peaks
-from xrayfactory.imageset import read_imageset, write_imageset
-from xrayfactory.shapes import ShapeModel, pairwise_distances
-from xrayfactory.synth2d import (
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.images import preprocess
+from xrayfactory.detection.heatmaps import peaks
+from xrayfactory.imaging.geometry import CArm, ViewSampler, project
+from xrayfactory.imaging.imageset import read_imageset, write_imageset
+from xrayfactory.imaging.views import shape_views
+from xrayfactory.synth2d.model import (
     Synth2D,
     Synth2DSettings,
     conditioning,
@@ -25,7 +24,7 @@ from xrayfactory.synth2d import (
     make_sampler,
     noise_schedule,
 )
-from xrayfactory.views import shape_views
+from xrayfactory.synth2d.shapes import ShapeModel, pairwise_distances
 
 NAMES = ["A", "B", "C"]
 SIZE = 16
@@ -122,21 +121,21 @@ def study(tmp_path_factory):
     d = tmp_path_factory.mktemp("synth2d")
     subjects = ["s0", "s1", "s2"]
     shards = [_real_shard(d / f"{s}.h5", s, i) for i, s in enumerate(subjects)]
-    folds(subjects, "loso", 0).to_csv(d / "folds.csv", index=False)
     return d, shards
 
 
 SELECTION = {"n_images": 8, "seed": 0}  # the real arm's detector: 8 of the fold's 12 images
 
 
-def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
+def _train_args(shards: list[Path], out: Path) -> list[str]:
     settings = json.dumps({"seed": 0, "device": "cpu", "synth2d": TINY, "selection": SELECTION})
     return [
         "train-synth2d",
         "--fold",
         "0",
-        "--folds",
-        str(d / "folds.csv"),
+        "--train-subjects",
+        "s1",
+        "s2",
         "--out",
         str(out),
         "--settings",
@@ -149,7 +148,7 @@ def _train_args(d: Path, shards: list[Path], out: Path) -> list[str]:
 def generator(study) -> Path:
     d, shards = study
     path = d / "full" / "model.pt"
-    r = xrayfactory_cli(*_train_args(d, shards, path))
+    r = xrayfactory_cli(*_train_args(shards, path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "synth2d training:" in r.stderr and "ETA" in r.stderr
     return path
@@ -168,8 +167,8 @@ def test_generator_learns_from_exactly_the_real_arms_training_images(study, gene
         "detector": {"train_images": 8, "image_size": SIZE, "channels": [4, 8], "epochs": 1},
     }
     r = xrayfactory_cli(
-        "train",
-        *("--arm", "real", "--fold", "0", "--seed", "0", "--folds", str(d / "folds.csv")),
+        "train-detector",
+        *("--arm", "real", "--fold", "0", "--seed", "0", "--train-subjects", "s1", "s2"),
         *("--out", str(detector), "--settings", json.dumps(settings), *map(str, shards)),
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -182,9 +181,9 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, generator):
     d, shards = study
     out = d / "resumed" / "model.pt"
     last = out.with_name("model.pt.last.pt")
-    sigterm_after_checkpoint(xrayfactory_cli(*_train_args(d, shards, out), wait=False), last)
+    sigterm_after_checkpoint(xrayfactory_cli(*_train_args(shards, out), wait=False), last)
     assert last.exists() and not out.exists()
-    r = xrayfactory_cli(*_train_args(d, shards, out))
+    r = xrayfactory_cli(*_train_args(shards, out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming from" in r.stderr and not last.exists()
     a = torch.load(generator, weights_only=True)["model"]
@@ -220,13 +219,14 @@ def test_train_then_sample_makes_labelled_image_sets(generator, tmp_path, kind):
     assert np.allclose(back.landmarks, s.landmarks, atol=1e-4)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_training_with_mixed_precision_and_compile(study, tmp_path):
-    d, shards = study
+    _, shards = study
     cfg = {**TINY, "mixed_precision": True, "compile": True}
-    settings = json.dumps({"seed": 0, "device": "cuda", "synth2d": cfg})
+    settings = json.dumps({"seed": 0, "device": "cuda", "synth2d": cfg, "selection": SELECTION})
     out = tmp_path / "gpu.pt"
-    args = _train_args(d, shards, out)
+    args = _train_args(shards, out)
     args[args.index("--settings") + 1] = settings
     r = xrayfactory_cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -12,9 +12,13 @@ import pytest
 import torch
 
 from tests.conftest import sigterm_after_checkpoint, sphere_volume, xrayfactory_cli
-from xrayfactory.cohort import folds, rng_for
-from xrayfactory.config import validate_config
-from xrayfactory.ctgrid import (
+from xrayfactory.cohort.deform import DeformationParams
+from xrayfactory.cohort.landmarks import load_landmarks, save_landmarks
+from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation, save_nifti
+from xrayfactory.core.config import validate_config
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.rng import rng_for
+from xrayfactory.synth3d.ctgrid import (
     GridSpec,
     condition,
     deformed_mask,
@@ -23,11 +27,7 @@ from xrayfactory.ctgrid import (
     model_affine,
     resample,
 )
-from xrayfactory.ctquality import dice, tissue_values, volume_quality
-from xrayfactory.deform import DeformationParams
-from xrayfactory.errors import InputError
-from xrayfactory.landmarks import load_landmarks, save_landmarks
-from xrayfactory.volumes import Volume, load_ct, load_segmentation, save_nifti
+from xrayfactory.synth3d.quality import dice, tissue_values, volume_quality
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 NAMES = ["bone", "organ"]
@@ -187,12 +187,11 @@ def study(tmp_path_factory):
         save_nifti(d / f"{s}_ct.nii.gz", ct.data.astype(np.int16), ct.affine)
         save_nifti(d / f"{s}_seg.nii.gz", seg.data.astype(np.uint8), seg.affine)
         save_landmarks(d / f"{s}_lm.csv", lm)
-    folds(subjects, "loso", 0).to_csv(d / "folds.csv", index=False)
     return d
 
 
 def _fold0(d: Path, *kinds: str, subjects=("s1", "s2")) -> list[str]:
-    args = ["--fold", "0", "--folds", str(d / "folds.csv"), "--subjects", *subjects]
+    args = ["--fold", "0", "--subjects", *subjects]
     for kind in kinds:
         args += [f"--{kind}", *[str(d / f"{s}_{kind}.nii.gz") for s in subjects]]
     return args
@@ -216,16 +215,19 @@ def models(study):
     return ae, ldm
 
 
-def test_a_generator_refuses_subjects_other_than_the_folds(study):
+def test_a_diffusion_model_refuses_an_autoencoder_of_other_subjects(study, models):
+    """The fold's subjects come from the workflow; a later stage checks that its autoencoder
+    was trained on the same fold and subjects."""
     out = study / "x.pt"
     settings = json.dumps({"seed": 0, "device": "cpu", "synth3d": TINY})
-    args = _fold0(study, "ct", "seg", subjects=("s0", "s1"))
     r = xrayfactory_cli(
-        "train-synth3d-autoencoder", *args, "--settings", settings, "--out", str(out)
+        "train-synth3d-diffusion",
+        *_fold0(study, "ct", "seg", subjects=("s0", "s2")),  # s0: the fold's test subject
+        *("--settings", settings, "--autoencoder", str(models[0]), "--out", str(out)),
     )
     assert r.returncode == 2
-    assert "fold 0 trains on ['s1', 's2'], but synth3d was given ['s0', 's1']" in r.stderr
-    assert not out.exists()
+    assert "trained on {'fold': 0, 'subjects': ['s1', 's2']}, not on" in r.stderr
+    assert "'subjects': ['s0', 's2']" in r.stderr and not out.exists()
 
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(study, models):
@@ -328,8 +330,8 @@ def test_landmarks_re_derived_from_the_drawn_bone_measure_where_the_anatomy_is(d
     offset grows with it."""
     from tests.conftest import LABELS
     from tests.conftest import NAMES as PELVIS
-    from xrayfactory.ctquality import drawn_landmarks, landmark_offset
-    from xrayfactory.landmarks import derive_landmarks
+    from xrayfactory.cohort.landmarks import derive_landmarks
+    from xrayfactory.synth3d.quality import drawn_landmarks, landmark_offset
 
     ct, seg = demo_ct
     spec = GridSpec(
@@ -367,7 +369,7 @@ def test_gpu_training_with_bf16_and_activation_checkpointing(study, tmp_path):
 def test_samplers_do_not_clip_unit_variance_latents(kind):
     """Latents are scaled to unit variance: a predicted latent of 3 must stay 3 (MONAI's DDPM
     default clip_sample=True cut it to 1, about a third of all values)."""
-    from xrayfactory.synth3d import DiffusionSettings, make_sampler
+    from xrayfactory.synth3d.model import DiffusionSettings, make_sampler
 
     sched = make_sampler(kind, 10, DiffusionSettings(prediction="sample"))
     x0 = torch.full((1, 4, 2, 2, 2), 3.0)

@@ -1,9 +1,9 @@
 import numpy as np
 
 from tests.conftest import sphere_volume
-from xrayfactory.drr import TorchRenderer
-from xrayfactory.geometry import CArm, ViewSampler, project
-from xrayfactory.views import subject_imageset
+from xrayfactory.imaging.drr import TorchRenderer
+from xrayfactory.imaging.geometry import CArm, ViewSampler, project
+from xrayfactory.imaging.views import subject_imageset
 
 CARM = CArm(pixel_spacing=0.3, downsample=32)  # 48 x 48
 

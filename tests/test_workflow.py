@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.study import SNAKEMAKE, TINY, planned_jobs, run, study_dir
-from xrayfactory.cohort import folds
+from tests.study import SNAKEMAKE, TINY, planned_jobs, planned_runs, run, study_dir
+from xrayfactory.cohort.sheet import folds
 
 
 def test_dag_of_the_default_configuration(tmp_path):
@@ -73,12 +73,35 @@ def test_generators_never_see_test_subjects(tmp_path):
     assert test.subject.tolist() == ["demo01"]
     cmd = next(line for line in r.stdout.splitlines() if "train-synth2d" in line)
     assert "real/demo00.h5" in cmd and "real/demo02.h5" in cmd
-    assert "real/demo01.h5" not in cmd
+    assert "real/demo01.h5" not in cmd and "--train-subjects demo00 demo02 " in cmd
     synth3d = [line for line in r.stdout.splitlines() if "synth3d" in line and " --fold 1 " in line]
     assert len(synth3d) == 4  # autoencoder, diffusion, sampling, quality
     for cmd in synth3d:
         assert "cohort/demo00/ct.nii.gz" in cmd and "cohort/demo02/ct.nii.gz" in cmd
         assert "demo01" not in cmd
+
+
+def test_jobs_read_only_their_folds_subjects(tmp_path):
+    """Fold membership is resolved when the workflow plans: a fold's training jobs read only
+    its training subjects' image sets, its evaluations only its test subjects' (and no job
+    reads results/cohort/folds.csv)."""
+    targets = [f"results/predictions/{arm}/fold1_seed0.csv" for arm in ("real", "drr")]
+    targets += ["results/predictions/baseline/fold1_seed0.csv", "results/realism/real/fold1.csv"]
+    r = run(study_dir(tmp_path, TINY), "-n", "-p", "--forceall", *targets)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    commands = [line for line in lines if "python -m xrayfactory" in line]
+    assert not [c for c in commands if "folds.csv" in c and " folds " not in c]
+    training = [c for c in commands if "train-detector" in c and "--fold 1 " in c]
+    assert len(training) == 2  # real (also the realism feature network) and drr
+    for cmd in training:
+        assert "demo01.h5" not in cmd and "demo00.h5" in cmd and "demo02.h5" in cmd
+    for cmd in (c for c in commands if "evaluate-detector" in c and "--fold 1 " in c):
+        assert cmd.count(".h5") == 1 and "real/demo01.h5" in cmd
+    baseline = next(c for c in commands if "baseline-predictions" in c)
+    assert "--test results/imagesets/real/demo01.h5 --out" in baseline
+    realism = next(c for c in commands if "python -m xrayfactory" in c and " realism " in c)
+    assert "--test results/imagesets/real/demo01.h5 --out" in realism
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
@@ -170,6 +193,20 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert "proxy-real" in table and "deformations of one CT" in table
     assert "bootstrap (2000 resamples) of whole test images (9 clusters)" in table
     assert planned_jobs(workdir) == {}  # up to date
+
+    # a test subject's image set changes (demo01: fold 1's test subject): fold 1 is evaluated
+    # again, but no detector or generator of fold 1 is retrained (its inputs do not hold it)
+    shard = res / "imagesets" / "real" / "demo01.h5"
+    shutil.copy2(shard, tmp_path / "demo01.h5")
+    with h5py.File(shard, "a") as f:  # new content (a newer mtime alone does not count)
+        f.attrs["edited"] = "by the test"
+    jobs = planned_runs(workdir)
+    trained = {(rule, w["fold"]) for rule, w in jobs if rule.startswith("train_")}
+    assert ("train_detector", "0") in trained and ("train_synth2d", "2") in trained
+    assert not [job for job in trained if job[1] == "1"], trained
+    assert ("evaluate_detector", "1") in {(rule, w.get("fold")) for rule, w in jobs}
+    shutil.copy2(tmp_path / "demo01.h5", shard)
+    assert planned_jobs(workdir) == {}
 
     # regenerate from cache: without the report, only the report is planned
     shutil.rmtree(res / "report")

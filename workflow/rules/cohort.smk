@@ -23,7 +23,7 @@ rule fetch_demo_data:
         ct=f"{config['demo_data']['ct']['name']}={config['demo_data']['ct']['sha256']}",
         seg=f"{config['demo_data']['segmentation']['name']}={config['demo_data']['segmentation']['sha256']}",
     shell:
-        "python -m xrayfactory fetch --dest {params.dest} --mirror {params.mirror:q} --url {params.url:q}"
+        "python -m xrayfactory fetch-demo-data --dest {params.dest} --mirror {params.mirror:q} --url {params.url:q}"
         " --file {params.ct} --file {params.seg} 2> {log}"
 
 
@@ -46,7 +46,7 @@ rule demo_landmarks:
     params:
         settings=settings(labels=config["labels"], names=config["landmarks"]["names"]),
     shell:
-        "python -m xrayfactory --threads {threads} landmarks --ct {input.ct} --seg {input.seg}"
+        "python -m xrayfactory --threads {threads} demo-landmarks --ct {input.ct} --seg {input.seg}"
         " --out {output} --settings {params.settings:q} 2> {log}"
 
 
@@ -75,7 +75,7 @@ rule demo_subject:
             deformation=config["cohort"]["deformation"],
         ),
     shell:
-        "python -m xrayfactory --threads {threads} make-subject --ct {input.ct} --seg {input.seg}"
+        "python -m xrayfactory --threads {threads} demo-subject --ct {input.ct} --seg {input.seg}"
         " --landmarks {input.landmarks} --subject {wildcards.subject} --out-ct {output.ct}"
         " --out-seg {output.seg} --out-landmarks {output.landmarks}"
         " --settings {params.settings:q} 2> {log}"
@@ -133,7 +133,7 @@ rule subject_qc:
     params:
         settings=settings(names=config["landmarks"]["names"]),
     shell:
-        "python -m xrayfactory --threads {threads} qc-subject --ct {input.ct} --seg {input.seg}"
+        "python -m xrayfactory --threads {threads} subject-qc --ct {input.ct} --seg {input.seg}"
         " --landmarks {input.landmarks} --subject {wildcards.subject} --out {output}"
         " --settings {params.settings:q} 2> {log}"
 
@@ -155,5 +155,5 @@ rule folds:
         settings=settings(**config["split"]),
         subjects=SUBJECTS,
     shell:
-        "python -m xrayfactory split --out {output} --subjects {params.subjects}"
+        "python -m xrayfactory folds --out {output} --subjects {params.subjects}"
         " --settings {params.settings:q} 2> {log}"

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from xrayfactory.cohort import demo_subjects, folds, read_sheet
-from xrayfactory.config import validate_config
-from xrayfactory.errors import InputError
+from xrayfactory.cohort.sheet import demo_subjects, folds, read_sheet
+from xrayfactory.core.config import validate_config
+from xrayfactory.core.errors import InputError
 from snakemake.exceptions import WorkflowError
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -146,7 +146,8 @@ def synth3d_shards(folds):
 
 def imageset_shards(wildcards):
     """An arm's shards: per subject for real, drr, drr_grid and real_resized, per fold (or all
-    folds) for the generated arms and drr_recon."""
+    folds) for the generated arms and drr_recon. With a fold wildcard: exactly what that fold
+    trains on (a per-subject arm's training subjects; a generated arm's fold)."""
     shards = {
         "synth2d": synth2d_shards,
         "synth3d": synth3d_shards,
@@ -155,24 +156,35 @@ def imageset_shards(wildcards):
     if wildcards.arm in shards:
         folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
         return shards[wildcards.arm](folds)
+    subjects = imageset_subjects(wildcards.arm)
+    if hasattr(wildcards, "fold"):
+        subjects = fold_training_subjects(wildcards.fold)
     return expand(
-        "results/imagesets/{arm}/{subject}.h5",
-        arm=wildcards.arm,
-        subject=imageset_subjects(wildcards.arm),
+        "results/imagesets/{arm}/{subject}.h5", arm=wildcards.arm, subject=subjects
     )
+
+
+def fold_subjects(fold, role):
+    """The fold's training or test subjects, sorted: fold membership is resolved here, once,
+    from the config and the cohort (results/cohort/folds.csv records it for readers)."""
+    rows = FOLDS[(FOLDS.fold == int(fold)) & (FOLDS.role == role)]
+    return sorted(rows.subject)
 
 
 def fold_training_subjects(fold):
-    train = FOLDS[(FOLDS.fold == int(fold)) & (FOLDS.role == "train")]
-    return sorted(train.subject)
+    return fold_subjects(fold, "train")
 
 
-def fold_real_shards(wildcards):
-    """Real image sets of the fold's training subjects: a generator's training data."""
-    return expand(
-        "results/imagesets/real/{subject}.h5",
-        subject=fold_training_subjects(wildcards.fold),
-    )
+def fold_real_shards(role):
+    """Input function: the real image sets of the fold's training or test subjects."""
+
+    def shards(wildcards):
+        return expand(
+            "results/imagesets/real/{subject}.h5",
+            subject=fold_subjects(wildcards.fold, role),
+        )
+
+    return shards
 
 
 def fold_subject_files(kind):

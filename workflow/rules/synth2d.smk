@@ -5,8 +5,7 @@
 
 rule train_synth2d:
     input:
-        folds="results/cohort/folds.csv",
-        shards=fold_real_shards,
+        shards=fold_real_shards("train"),
     output:
         "results/synth2d/fold{fold}/model.pt",
     log:
@@ -21,11 +20,12 @@ rule train_synth2d:
         runtime=240,
         gpu=gpu_request(),
     params:
+        train_subjects=fold_training_subject_ids,
         settings=synth2d_settings("train"),
     shell:
         "python -m xrayfactory --threads {threads} train-synth2d --fold {wildcards.fold}"
-        " --folds {input.folds} --out {output} --settings {params.settings:q}"
-        " {input.shards} 2> {log}"
+        " --train-subjects {params.train_subjects} --out {output}"
+        " --settings {params.settings:q} {input.shards} 2> {log}"
 
 
 rule sample_synth2d:
@@ -115,6 +115,28 @@ rule report_synth2d:
         "python -m xrayfactory report-synth2d --fidelity {input.fidelity}"
         " --steps {input.steps} --out-fidelity {output.fidelity}"
         " --out-steps {output.steps} 2> {log}"
+
+
+rule resize_real:
+    input:
+        "results/imagesets/real/{subject}.h5",
+    output:
+        "results/imagesets/real_resized/{subject}.h5",
+    log:
+        "logs/imagesets/real_resized/{subject}.log",
+    conda:
+        ENV
+    container:
+        CPU_IMAGE
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        size=config["synth2d"]["image_size"],
+    shell:
+        "python -m xrayfactory resize-real --size {params.size} --out {output}"
+        " {input} 2> {log}"
 
 
 rule synth2d:

@@ -6,7 +6,6 @@
 
 rule train_synth3d_autoencoder:
     input:
-        folds="results/cohort/folds.csv",
         ct=fold_subject_files("ct"),
         seg=fold_subject_files("segmentation"),
     output:
@@ -27,14 +26,13 @@ rule train_synth3d_autoencoder:
         settings=synth3d_settings("autoencoder"),
     shell:
         "python -m xrayfactory --threads {threads} train-synth3d-autoencoder"
-        " --fold {wildcards.fold} --folds {input.folds} --subjects {params.subjects}"
+        " --fold {wildcards.fold} --subjects {params.subjects}"
         " --ct {input.ct} --seg {input.seg} --out {output}"
         " --settings {params.settings:q} 2> {log}"
 
 
 rule train_synth3d_diffusion:
     input:
-        folds="results/cohort/folds.csv",
         ct=fold_subject_files("ct"),
         seg=fold_subject_files("segmentation"),
         autoencoder=rules.train_synth3d_autoencoder.output,
@@ -56,14 +54,13 @@ rule train_synth3d_diffusion:
         settings=synth3d_settings("diffusion"),
     shell:
         "python -m xrayfactory --threads {threads} train-synth3d-diffusion"
-        " --fold {wildcards.fold} --folds {input.folds} --subjects {params.subjects}"
+        " --fold {wildcards.fold} --subjects {params.subjects}"
         " --ct {input.ct} --seg {input.seg} --autoencoder {input.autoencoder}"
         " --out {output} --settings {params.settings:q} 2> {log}"
 
 
 rule sample_synth3d:
     input:
-        folds="results/cohort/folds.csv",
         ct=fold_subject_files("ct"),
         seg=fold_subject_files("segmentation"),
         landmarks=fold_subject_files("landmarks"),
@@ -89,7 +86,7 @@ rule sample_synth3d:
         settings=synth3d_settings("sample"),
     shell:
         "python -m xrayfactory --threads {threads} sample-synth3d --fold {wildcards.fold}"
-        " --folds {input.folds} --subjects {params.subjects} --ct {input.ct}"
+        " --subjects {params.subjects} --ct {input.ct}"
         " --seg {input.seg} --landmarks {input.landmarks}"
         " --autoencoder {input.autoencoder} --diffusion {input.diffusion}"
         " --out-ct {output.ct} --out-seg {output.seg} --out-landmarks {output.landmarks}"
@@ -118,10 +115,35 @@ rule render_synth3d:
     params:
         settings=render_settings("drr"),
     shell:
-        "python -m xrayfactory --threads {threads} render --arm synth3d"
-        " --subject synth3d-f{wildcards.fold}-v{wildcards.vol} --fold {wildcards.fold}"
+        "python -m xrayfactory --threads {threads} render-synth3d"
+        " --fold {wildcards.fold} --volume {wildcards.vol}"
         " --ct {input.ct} --landmarks {input.landmarks} --out {output}"
         " --settings {params.settings:q} 2> {log}"
+
+
+rule render_drr_grid:
+    input:
+        ct=subject_file("ct"),
+        landmarks=subject_file("landmarks"),
+    output:
+        "results/imagesets/drr_grid/{subject}.h5",
+    log:
+        "logs/imagesets/drr_grid/{subject}.log",
+    conda:
+        ENV
+    container:
+        CUDA_IMAGE
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=gpu_request(),
+    params:
+        settings=control_render_settings(),
+    shell:
+        "python -m xrayfactory --threads {threads} render-drr-grid"
+        " --subject {wildcards.subject} --ct {input.ct} --landmarks {input.landmarks}"
+        " --out {output} --settings {params.settings:q} 2> {log}"
 
 
 rule render_drr_recon:
@@ -145,7 +167,7 @@ rule render_drr_recon:
     params:
         settings=render_settings("drr"),
     shell:
-        "python -m xrayfactory --threads {threads} render --arm drr_recon"
+        "python -m xrayfactory --threads {threads} render-drr-recon"
         " --subject {wildcards.subject} --fold {wildcards.fold} --ct {input.ct}"
         " --landmarks {input.landmarks} --autoencoder {input.autoencoder} --out {output}"
         " --settings {params.settings:q} 2> {log}"
@@ -179,14 +201,14 @@ rule synth3d_volume_qc:
     params:
         settings=settings(names=config["landmarks"]["names"]),
     shell:
-        "python -m xrayfactory --threads {threads} qc-subject --ct {input.ct} --seg {input.seg}"
-        " --landmarks {input.landmarks} --subject synth3d-f{wildcards.fold}-v{wildcards.vol}"
+        "python -m xrayfactory --threads {threads} synth3d-volume-qc --ct {input.ct}"
+        " --seg {input.seg} --landmarks {input.landmarks}"
+        " --fold {wildcards.fold} --volume {wildcards.vol}"
         " --out {output} --settings {params.settings:q} 2> {log}"
 
 
 rule synth3d_quality:
     input:
-        folds="results/cohort/folds.csv",
         ct=fold_subject_files("ct"),
         seg=fold_subject_files("segmentation"),
         landmarks=fold_subject_files("landmarks"),
@@ -209,7 +231,7 @@ rule synth3d_quality:
         subjects=fold_training_subject_ids,
         settings=synth3d_settings("quality"),
     shell:
-        "python -m xrayfactory synth3d-quality --fold {wildcards.fold} --folds {input.folds}"
+        "python -m xrayfactory synth3d-quality --fold {wildcards.fold}"
         " --subjects {params.subjects} --ct {input.ct} --seg {input.seg}"
         " --landmarks {input.landmarks} --generated-ct {input.generated_ct}"
         " --generated-seg {input.generated_seg}"

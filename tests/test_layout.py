@@ -1,0 +1,62 @@
+"""The code mirrors the workflow: one rule file, one subpackage and one CLI module per stage;
+each rule runs the subcommand named like it; subpackages import only the stages before them."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "workflow" / "xrayfactory"
+RULES = REPO / "workflow" / "rules"
+
+
+def test_every_rule_runs_the_subcommand_named_like_it():
+    """One CLI module per rule file (same stage name, at most 250 lines) and one subpackage;
+    each rule's command is the subcommand named like the rule."""
+    for smk in RULES.glob("*.smk"):
+        text = smk.read_text()
+        blocks = re.split(r"^rule ", text, flags=re.M)[1:]
+        commands = {}
+        for block in blocks:
+            m = re.search(r"python -m xrayfactory (?:--threads \{threads\} )?([\w-]+)", block)
+            if m:
+                commands[block.split(":", 1)[0]] = m[1]
+        if smk.stem == "common":
+            assert not blocks
+            continue
+        assert commands, smk
+        assert all(cmd == rule.replace("_", "-") for rule, cmd in commands.items()), commands
+        cli = PACKAGE / "cli" / f"{smk.stem}.py"
+        assert len(cli.read_text().splitlines()) <= 250, cli
+        assert (PACKAGE / smk.stem / "__init__.py").exists(), smk.stem
+        for cmd in commands.values():
+            assert f'"{cmd}"' in cli.read_text(), (cmd, cli)
+
+
+def test_subpackages_import_only_what_their_docstring_allows():
+    """Each subpackage's docstring ends with "May import: a, b." (or owns no dependency, core);
+    every xrayfactory import of its modules is from itself or from that list."""
+    for init in PACKAGE.glob("*/__init__.py"):
+        pkg = init.parent.name
+        if pkg == "cli":
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        m = re.search(r"May import: ([\w, ]+)\.", doc)
+        allowed = {pkg} | (set(m[1].replace(" ", "").split(",")) if m else set())
+        assert m or pkg == "core", f"{init}: no 'May import:' line"
+        for module in init.parent.glob("*.py"):
+            for dep in re.findall(r"from xrayfactory\.(\w+)", module.read_text()):
+                assert dep in allowed, f"{module.relative_to(REPO)} imports {dep}"
+
+
+def test_no_handler_passes_the_namespace_on():
+    """Handlers call package functions with plain arguments, never the argparse Namespace."""
+    for module in (PACKAGE / "cli").glob("*.py"):
+        for call in ast.walk(ast.parse(module.read_text())):
+            if isinstance(call, ast.Call):
+                for arg in call.args:
+                    assert not (isinstance(arg, ast.Name) and arg.id == "a"), (
+                        f"{module.name}:{call.lineno} passes the Namespace"
+                    )

@@ -1,0 +1,138 @@
+"""Random smooth anatomical deformation (plus intensity variation) of a CT with its
+segmentation and landmarks: how the demo cohort turns one real CT into K subjects.
+
+The warp is a pull-back map phi: output world point x -> input world point
+phi(x) = c + A (x - c) + u(x), with A a random rotation-and-scale about the volume centre c and u
+a cubic B-spline displacement on a coarse control grid. Volumes are resampled at phi(x);
+landmarks move to the q with phi(q) = p (solved by fixed-point iteration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial.transform import Rotation
+
+from xrayfactory.cohort.volumes import Volume
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeformationParams:
+    control_spacing_mm: float = 80.0
+    displacement_sd_mm: float = 3.0
+    scale_sd: float = 0.05
+    rotation_sd_deg: float = 2.0
+    bone_density_sd: float = 0.08
+    soft_tissue_offset_sd_hu: float = 15.0
+    noise_sd_hu: float = 10.0
+
+
+class Warp:
+    """A sampled random pull-back map for one grid (see module docstring)."""
+
+    def __init__(self, grid: Volume, params: DeformationParams, rng: np.random.Generator):
+        self.grid = grid
+        extent = np.asarray(grid.shape) * grid.spacing
+        self.centre = grid.voxel_to_world((np.asarray(grid.shape)[None] - 1) / 2)[0]
+        rot = Rotation.from_rotvec(np.deg2rad(params.rotation_sd_deg) * rng.standard_normal(3))
+        self.linear = rot.as_matrix() @ np.diag(1 + params.scale_sd * rng.standard_normal(3))
+        n_ctrl = np.maximum(np.ceil(extent / params.control_spacing_mm).astype(int) + 1, 4)
+        # displacement (mm, world axes) on a control grid spanning the volume's voxel extent
+        coeff = params.displacement_sd_mm * rng.standard_normal((3, *n_ctrl))
+        self._coeff = [ndi.spline_filter(c, order=3, mode="nearest") for c in coeff]
+        self._ctrl_scale = (n_ctrl - 1) / np.maximum(np.asarray(grid.shape) - 1, 1)
+
+    def displacement(self, points: np.ndarray) -> np.ndarray:
+        """u at world points (N, 3) -> (N, 3) mm."""
+        ctrl = (self.grid.world_to_voxel(points) * self._ctrl_scale).T
+        return np.stack(
+            [
+                ndi.map_coordinates(c, ctrl, order=3, mode="nearest", prefilter=False)
+                for c in self._coeff
+            ],
+            axis=1,
+        )
+
+    def pull(self, points: np.ndarray) -> np.ndarray:
+        """phi: output world points -> input world points."""
+        points = np.asarray(points, float)
+        return self.centre + (points - self.centre) @ self.linear.T + self.displacement(points)
+
+    def push(self, points: np.ndarray, *, tol_mm: float = 1e-4, max_iter: int = 200) -> np.ndarray:
+        """phi^-1: where input world points land in the output (fixed-point iteration)."""
+        points = np.atleast_2d(np.asarray(points, float))
+        lin_inv = np.linalg.inv(self.linear)
+        q = points.copy()
+        for _ in range(max_iter):
+            residual = self.pull(q) - points
+            q = q - residual @ lin_inv.T
+            if np.abs(residual).max() < tol_mm:
+                return q
+        raise RuntimeError("landmark transport did not converge: deformation too strong")
+
+    def min_jacobian(self) -> float:
+        """Smallest Jacobian determinant of phi over a coarse lattice (must stay positive)."""
+        idx = np.stack(
+            np.meshgrid(*[np.linspace(0, s - 1, 12) for s in self.grid.shape], indexing="ij"), -1
+        )
+        x = self.grid.voxel_to_world(idx.reshape(-1, 3))
+        h = 0.5
+        jac = np.stack(
+            [(self.pull(x + h * e) - self.pull(x - h * e)) / (2 * h) for e in np.eye(3)], -1
+        )
+        return float(np.linalg.det(jac).min())
+
+    def resample(self, volume: Volume, *, order: int) -> np.ndarray:
+        """Volume values at phi(x) for every voxel x of the grid (edge values outside)."""
+        idx = np.indices(self.grid.shape).reshape(3, -1).T
+        src = volume.world_to_voxel(self.pull(self.grid.voxel_to_world(idx))).T
+        out = ndi.map_coordinates(volume.data, src, order=order, mode="nearest")
+        return out.reshape(self.grid.shape)
+
+
+def draw_warp(grid: Volume, params: DeformationParams, rng: np.random.Generator) -> Warp:
+    """A random warp of `grid` whose Jacobian determinant stays above 0.2 (a diffeomorphism)."""
+    for _ in range(20):
+        warp = Warp(grid, params, rng)
+        if warp.min_jacobian() > 0.2:
+            return warp
+    raise ValueError("could not draw a diffeomorphic deformation: reduce displacement_sd_mm")
+
+
+def vary_intensity(
+    hu: np.ndarray, params: DeformationParams, rng: np.random.Generator
+) -> np.ndarray:
+    """Random bone density scale, soft-tissue offset and noise (air left as it is)."""
+    bone_scale = max(0.5, 1 + params.bone_density_sd * rng.standard_normal())
+    offset = params.soft_tissue_offset_sd_hu * rng.standard_normal()
+    out = hu.astype(np.float32).copy()
+    bone = out > 200
+    soft = (out > -200) & ~bone
+    out[bone] = 200 + (out[bone] - 200) * bone_scale
+    out[soft] += offset
+    body = out > -900
+    out[body] += params.noise_sd_hu * rng.standard_normal(int(body.sum())).astype(np.float32)
+    return out
+
+
+def deform_subject(
+    ct: Volume,
+    seg: Volume,
+    landmarks: dict[str, np.ndarray],
+    params: DeformationParams,
+    rng: np.random.Generator,
+) -> tuple[Volume, Volume, dict[str, np.ndarray], Warp]:
+    """One synthetic subject: warped CT (with intensity variation), segmentation and landmarks."""
+    warp = draw_warp(ct, params, rng)
+    new_ct = vary_intensity(warp.resample(ct, order=1), params, rng)
+    new_seg = warp.resample(seg, order=0).astype(seg.data.dtype)
+    names = list(landmarks)
+    moved = warp.push(np.stack([landmarks[n] for n in names])) if names else np.empty((0, 3))
+    return (
+        Volume(new_ct, ct.affine),
+        Volume(new_seg, ct.affine),
+        {n: moved[i] for i, n in enumerate(names)},
+        warp,
+    )

@@ -1,0 +1,90 @@
+"""Configuration: JSON-schema validation with defaults filled, errors that name the key."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jsonschema
+import yaml
+
+from xrayfactory.core.errors import InputError
+
+
+def _with_defaults(cls: type) -> type:
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = _copy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+def _copy(v: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(v))
+
+
+def validate_config(config: dict, schema_path: str | os.PathLike, *, where: str = "config") -> dict:
+    """Fill defaults into `config` in place and validate it; raise InputError naming the key."""
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for e in errors:
+            key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+            lines.append(f"key {key}: {e.message}")
+        raise InputError(where, "invalid configuration\n  " + "\n  ".join(lines))
+    _check_synth3d(config["synth3d"], where)
+    _check_generated_counts(config, where)
+    return config
+
+
+def _check_generated_counts(config: dict, where: str) -> None:
+    """A generated arm must make at least the images each detector trains on (per fold)."""
+    need = config["detector"]["train_images"]
+    made = {
+        "synth2d": ("synth2d.n_images", config["synth2d"]["n_images"]),
+        "synth3d": (
+            "synth3d.n_volumes x drr.images_per_subject",
+            config["synth3d"]["n_volumes"] * config["drr"]["images_per_subject"],
+        ),
+    }
+    for arm, (key, n) in made.items():
+        if arm in config["detector"]["arms"] and n < need:
+            raise InputError(
+                where,
+                f"key {key}: the {arm} arm makes {n} images per fold, fewer than "
+                f"detector.train_images = {need}",
+            )
+    if config["evaluation"]["realism_images"] > need:
+        raise InputError(
+            where,
+            f"key evaluation.realism_images: {config['evaluation']['realism_images']} exceeds "
+            f"detector.train_images = {need} (realism compares samples of the training sets)",
+        )
+
+
+def _check_synth3d(section: dict, where: str) -> None:
+    """What the schema cannot say: bone groups are condition groups; the grid divides."""
+    unknown = sorted(set(section["bone"]) - set(section["condition"]))
+    if unknown:
+        raise InputError(where, f"key synth3d.bone: {unknown} are not groups of synth3d.condition")
+    factor = 2 ** (
+        len(section["autoencoder"]["channels"]) + len(section["diffusion"]["channels"]) - 2
+    )
+    patch_factor = 2 ** (len(section["autoencoder"]["channels"]) - 1)
+    if any(s % factor for s in section["shape"]) or any(
+        p % patch_factor for p in section["autoencoder"]["patch"]
+    ):
+        raise InputError(
+            where,
+            f"key synth3d.shape: {section['shape']} must be divisible by {factor} and "
+            f"synth3d.autoencoder.patch {section['autoencoder']['patch']} by {patch_factor} "
+            "(the networks' downsampling)",
+        )

@@ -1,0 +1,213 @@
+"""The landmark detector: a MONAI U-Net that predicts one Gaussian heatmap per landmark.
+
+Identical for every arm: architecture, optimiser, schedule, augmentation and number of training
+images come from the config. Training is deterministic for a seed, checkpoints every epoch,
+saves and exits non-zero on SIGTERM, and resumes from its last checkpoint to the same result as
+an uninterrupted run (batch order and augmentation are keyed by (seed, epoch, step)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import UNet
+
+from xrayfactory.core.checkpoints import (
+    PREEMPTED_EXIT,
+    SigtermFlag,
+    load_checkpoint,
+    save_checkpoint,
+)
+from xrayfactory.core.device import pick_device
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.images import Batch, preprocess
+from xrayfactory.core.progress import Progress
+from xrayfactory.core.rng import rng_for
+from xrayfactory.detection.augment import DomainRandomisation
+from xrayfactory.detection.heatmaps import gaussian_heatmaps, peaks
+
+log = logging.getLogger("xrayfactory")
+
+# Heatmaps are sigmoid(logits) trained with binary cross-entropy against the Gaussian targets;
+# the rare foreground pixels are up-weighted (plain MSE barely learns in a demo's budget).
+POS_WEIGHT = torch.tensor(20.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorSettings:
+    image_size: int = 128
+    sigma_px: float = 3.0
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    res_units: int = 1
+    learning_rate: float = 2e-3
+    batch_size: int = 8
+    epochs: int = 60
+    found_threshold: float = 0.3
+    augment: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, section: dict, seed: int) -> DetectorSettings:
+        """The settings of the config's `detector` section (keys the network does not use, such
+        as arms and seeds, are ignored) for one seed."""
+        fields = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
+        fields["channels"] = tuple(fields.get("channels", cls.channels))
+        return cls(**fields, seed=seed)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_network(n_landmarks: int, s: DetectorSettings) -> torch.nn.Module:
+    return UNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=n_landmarks,
+        channels=s.channels,
+        strides=(2,) * (len(s.channels) - 1),
+        num_res_units=s.res_units,
+    )
+
+
+def train(
+    data: Batch,
+    names: list[str],
+    settings: DetectorSettings,
+    out: Path,
+    *,
+    meta: dict,
+    device: str = "cpu",
+) -> None:
+    """Train and write the final checkpoint `out`; `out`.last.pt holds the resumable state."""
+    torch.manual_seed(settings.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    n = len(data.images)
+    size = settings.image_size
+    dev = pick_device(device)
+    net = build_network(len(names), settings).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    steps_per_epoch = max(1, n // settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=settings.learning_rate, total_steps=total
+    )
+    last = out.with_name(out.name + ".last.pt")
+    epoch, step = 0, 0
+    if last.exists():
+        state = load_checkpoint(last)
+        if state.get("digest") == settings.digest() and state.get("meta") == meta:
+            net.load_state_dict(state["model"])  # optimizer state follows the parameters' device
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            epoch, step = state["epoch"], state["step"]
+            if step >= steps_per_epoch:  # stopped after an epoch's last step
+                epoch, step = epoch + 1, 0
+            log.info("resuming from %s at epoch %d step %d", last, epoch, step)
+        else:
+            log.info("ignoring %s: it was made with other settings or data", last)
+    aug = DomainRandomisation() if settings.augment else None
+    stop = SigtermFlag()
+    progress = Progress(total, "training", unit="steps")
+    progress.done = epoch * steps_per_epoch + step
+
+    def state() -> dict:
+        return {
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "digest": settings.digest(),
+            "meta": meta,
+        }
+
+    try:
+        net.train()
+        while epoch < settings.epochs:
+            order = rng_for(settings.seed, "order", epoch).permutation(n)
+            while step < steps_per_epoch:
+                idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+                x, lm, vis = (t[idx].to(dev) for t in (data.images, data.landmarks, data.visible))
+                if aug is not None:
+                    torch.manual_seed(
+                        int(rng_for(settings.seed, "aug", epoch, step).integers(2**62))
+                    )
+                    x, lm, vis = aug(x, lm, vis)
+                # targets from the (moved) landmarks: what augmentation brings into view shows
+                y = gaussian_heatmaps(lm, vis, size, size, settings.sigma_px)
+                loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=POS_WEIGHT.to(dev))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                progress.update()
+                if stop.requested:
+                    save_checkpoint(last, state())
+                    raise SystemExit(PREEMPTED_EXIT)
+            epoch, step = epoch + 1, 0
+            save_checkpoint(last, state())
+            log.info("epoch %d/%d loss %.4f", epoch, settings.epochs, loss.item())
+    finally:
+        stop.restore()
+    final = {"model": net.state_dict(), "names": names, "settings": asdict(settings), "meta": meta}
+    save_checkpoint(out, final)
+    last.unlink(missing_ok=True)
+
+
+class Detector:
+    """A trained detector loaded from its checkpoint."""
+
+    def __init__(self, path: str | os.PathLike, *, device: str = "auto"):
+        ckpt = load_checkpoint(path)
+        if not {"model", "names", "settings"} <= set(ckpt):
+            raise InputError(path, "not a final detector checkpoint (missing model/names/settings)")
+        self.path = str(path)
+        self.names: list[str] = list(ckpt["names"])
+        s = dict(ckpt["settings"])
+        s["channels"] = tuple(s["channels"])
+        self.settings = DetectorSettings(**s)
+        self.meta = ckpt.get("meta", {})
+        self.device = pick_device(device)
+        self.net = build_network(len(self.names), self.settings)
+        self.net.load_state_dict(ckpt["model"])
+        self.net.to(self.device)
+        self.net.eval()
+
+    def check_compatible(self, names: list[str], image_size: int) -> None:
+        """Refuse a checkpoint trained for other landmarks or another input size."""
+        if names != self.names:
+            raise InputError(self.path, f"trained for landmarks {self.names}, not {names}")
+        if image_size != self.settings.image_size:
+            raise InputError(
+                self.path, f"trained at image size {self.settings.image_size}, not {image_size}"
+            )
+
+    @torch.no_grad()
+    def predict(
+        self, images: np.ndarray, batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, H, W) images -> landmarks (N, L, 2) in their pixels, peak scores and found (N, L)."""
+        n = len(images)
+        dummy = np.zeros((n, len(self.names), 2))
+        batch = preprocess(
+            images, dummy, np.zeros((n, len(self.names)), bool), self.settings.image_size
+        )
+        xy, score = [], []
+        for start in range(0, n, batch_size):
+            logits = self.net(batch.images[start : start + batch_size].to(self.device))
+            p, v = peaks(torch.sigmoid(logits).cpu())
+            xy.append(p)
+            score.append(v)
+        pts = torch.cat(xy).numpy()
+        pts = (pts + 0.5) * batch.scale - 0.5
+        scores = torch.cat(score).numpy()
+        return pts, scores, scores > self.settings.found_threshold

@@ -1,0 +1,130 @@
+"""The detector's jobs, one per rule of workflow/rules/detection.smk, and `predict` for users'
+own X-rays. Training jobs get the arm's image sets of the fold's training subjects (or the
+fold's generated sets); evaluation jobs get the fold's test subjects' real image sets."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.images import preprocess
+from xrayfactory.datasets.radiographs import read_radiograph
+from xrayfactory.detection.detector import Detector, DetectorSettings, train
+from xrayfactory.detection.predictions import prediction_table
+from xrayfactory.imaging.splits import arm_training_set, held_out_set, load_arm, training_set
+
+log = logging.getLogger("xrayfactory")
+
+Path_ = str | os.PathLike
+
+
+def _write_csv(df: pd.DataFrame, path: Path_) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def train_detector(
+    arm: str,
+    fold: int,
+    train_subjects: list[str],
+    shards: list[str],
+    n_images: int,
+    settings: DetectorSettings,
+    out: Path_,
+    device: str,
+) -> None:
+    """One detector (arm, fold, seed) on `n_images` of the arm's images of the fold."""
+    chosen, ids = arm_training_set(
+        arm, fold, train_subjects, load_arm(shards), n_images, settings.seed
+    )
+    names = list(chosen.attrs["landmark_names"])
+    data = preprocess(chosen.images, chosen.landmarks, chosen.visible, settings.image_size)
+    meta = {"arm": arm, "fold": fold, "subjects": sorted(train_subjects), "image_ids": ids}
+    log.info(
+        "training the %s detector of fold %d (seed %d) on %d images",
+        arm,
+        fold,
+        settings.seed,
+        len(chosen),
+    )
+    train(data, names, settings, Path(out), meta=meta, device=device)
+
+
+def _test_set(shards: list[str], fold: int):
+    pool = load_arm(shards)
+    return held_out_set(pool, sorted(set(pool.subject)), f"fold {fold}")
+
+
+def evaluate_detector(
+    arm: str, fold: int, seed: int, model: Path_, image_size: int, test: list[str], out: Path_
+) -> None:
+    """Predictions of a trained detector on the fold's test images (`test`: their shards)."""
+    images, ids = _test_set(test, fold)
+    det = Detector(model)
+    det.check_compatible(list(images.attrs["landmark_names"]), image_size)
+    if det.meta.get("fold") != fold:
+        trained = det.meta.get("fold")
+        raise InputError(model, f"trained for fold {trained}, evaluated on fold {fold}")
+    pts, scores, found = det.predict(images.images)
+    _write_csv(prediction_table(arm, fold, seed, images, ids, pts, scores, found), out)
+
+
+def baseline_predictions(
+    fold: int, seed: int, n_images: int, train: list[str], test: list[str], out: Path_
+) -> None:
+    """The mean-position baseline: every test image gets the mean landmark positions (and
+    the majority visibility) of the `n_images` real training images the `real` arm draws."""
+    pool = load_arm(train)
+    chosen = training_set(
+        pool,
+        sorted(set(pool.subject)),
+        n_images,
+        (seed, "select", "real", fold),
+        f"baseline, fold {fold}",
+    )
+    images, ids = _test_set(test, fold)
+    vis = chosen.visible[..., None]
+    mean = (chosen.landmarks * vis).sum(0) / np.maximum(vis.sum(0), 1)
+    pts = np.broadcast_to(mean, images.landmarks.shape)
+    found = np.broadcast_to(chosen.visible.mean(0) > 0.5, images.visible.shape)
+    table = prediction_table("baseline", fold, seed, images, ids, pts, found.astype(float), found)
+    _write_csv(table, out)
+
+
+def predict(model: Path_, images: list[str], out_dir: Path_) -> None:
+    """Landmarks on users' X-rays (DICOM / PNG / JPEG / TIFF): a CSV and one figure each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    det = Detector(model)
+    radiographs = [(p, read_radiograph(p)) for p in images]  # read all first: fail before writing
+    out = Path(out_dir)
+    rows = []
+    for path, img in radiographs:
+        pts, scores, found = det.predict(img[None])
+        for name, (c, r), sc, f in zip(det.names, pts[0], scores[0], found[0], strict=True):
+            rows.append(
+                {"image": str(path), "landmark": name, "col": c, "row": r, "score": sc, "found": f}
+            )
+        fig, ax = plt.subplots(figsize=(5, 5 * img.shape[0] / img.shape[1]))
+        ax.imshow(img, cmap="gray")
+        ok = found[0]
+        ax.scatter(pts[0, ok, 0], pts[0, ok, 1], c="red", s=14)
+        for name, (c, r) in zip(np.array(det.names)[ok], pts[0, ok], strict=True):
+            ax.annotate(
+                name, (c, r), color="yellow", fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+        ax.axis("off")
+        with atomic_path(out / f"{Path(path).stem}_landmarks.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    _write_csv(pd.DataFrame(rows), out / "landmarks.csv")
+    log.info("%d image(s): landmarks in %s", len(radiographs), out / "landmarks.csv")

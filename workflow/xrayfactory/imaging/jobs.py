@@ -1,0 +1,58 @@
+"""Imaging's jobs, one per rule of workflow/rules/imaging.smk, and the subject QC figure that
+the cohort and synth3d rules share (it renders DRRs)."""
+
+from __future__ import annotations
+
+import os
+
+from xrayfactory.cohort.landmarks import load_landmarks
+from xrayfactory.cohort.volumes import load_ct, load_segmentation
+from xrayfactory.imaging.acquisition import AcquisitionParams
+from xrayfactory.imaging.imageset import concatenate, read_imageset, write_imageset
+from xrayfactory.imaging.qc import imageset_grid, subject_figure
+from xrayfactory.imaging.render import ViewPlan, drr_imageset, real_imageset
+
+Path_ = str | os.PathLike
+
+
+def render_imageset(
+    arm: str,
+    subject: str,
+    ct: Path_,
+    landmarks: Path_,
+    out: Path_,
+    plan: ViewPlan,
+    *,
+    drr: dict | None = None,
+    acquisition: AcquisitionParams | None = None,
+    device: str = "auto",
+) -> None:
+    """A subject's `real` (proxy-real acquisition) or `drr` image set."""
+    volume = load_ct(ct)
+    lm = load_landmarks(landmarks, plan.names, volume)
+    if arm == "real":
+        assert acquisition is not None, "the real arm renders with the acquisition model"
+        result = real_imageset(subject, volume, lm, plan, acquisition)
+    else:
+        assert drr is not None, "the drr arm renders with the DRR settings"
+        result = drr_imageset(arm, subject, volume, lm, plan, drr, device)
+    write_imageset(out, result)
+
+
+def imageset_qc(shards: list[str], out: Path_) -> None:
+    """A QC grid of an arm's image sets, saying what kind of images they are."""
+    s = concatenate([read_imageset(p) for p in shards], out)
+    note = ""
+    if s.attrs.get("proxy"):
+        note = " (PROXY-real images from the acquisition model)"
+    elif "trained_on" in s.attrs:
+        shown = "conditioning" if s.attrs.get("arm") == "synth2d" else "carried 3D"
+        note = f" (generated; {shown} landmarks shown; trained on {s.attrs['trained_on']})"
+    imageset_grid(s, f"arm {s.attrs.get('arm')}: {len(s)} images{note}", out)
+
+
+def subject_qc(ct: Path_, seg: Path_, landmarks: Path_, names: list[str], title: str, out: Path_):
+    """AP and lateral DRRs of a subject (or generated CT) with its 3D landmarks."""
+    volume = load_ct(ct)
+    load_segmentation(seg, volume, ct)
+    subject_figure(volume, load_landmarks(landmarks, names, volume), title, out)

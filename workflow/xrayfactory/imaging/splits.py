@@ -1,0 +1,92 @@
+"""Per-fold training and test sets drawn from an arm's image-set shards."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.rng import rng_for
+from xrayfactory.imaging.imageset import DATASETS, ImageSet, concatenate, read_imageset
+
+
+def subset(s: ImageSet, idx: np.ndarray) -> ImageSet:
+    return ImageSet(*(getattr(s, d)[idx] for d in DATASETS), attrs=dict(s.attrs))
+
+
+def load_arm(shards: list[str]) -> ImageSet:
+    return concatenate([read_imageset(p) for p in shards], ", ".join(map(str, shards)))
+
+
+def selection(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> np.ndarray:
+    """Sorted indices of exactly `n` images of `subjects` (the same count for every arm)."""
+    pool = np.flatnonzero(np.isin(s.subject, subjects))
+    if len(pool) < n:
+        raise InputError(
+            where,
+            f"{len(pool)} training images for subjects {subjects}, "
+            f"fewer than detector.train_images = {n}",
+        )
+    return np.sort(rng_for(*rng_key).choice(pool, size=n, replace=False))
+
+
+def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> ImageSet:
+    """Exactly `n` images of the training subjects (the same count for every arm)."""
+    return subset(s, selection(s, subjects, n, rng_key, where))
+
+
+def arm_training_set(
+    arm: str, fold: int, train_subjects: list[str], pool: ImageSet, n: int, seed: int
+) -> tuple[ImageSet, list[str]]:
+    """The `n` images arm `arm`'s detector of seed `seed` trains on in fold `fold` (the same
+    selection for its training, the synth2d generator's (arm real) and realism) and their image
+    ids: images of the fold's training subjects only, whatever else the pool holds. Generated
+    arms hold one fold each."""
+    candidates = sorted(train_subjects)
+    if "fold" in pool.attrs:
+        if pool.attrs["fold"] != fold:
+            raise InputError(
+                f"image sets of arm {arm}", f"generated for fold {pool.attrs['fold']}, not {fold}"
+            )
+        candidates = sorted(set(pool.subject))
+    idx = selection(pool, candidates, n, (seed, "select", arm, fold), f"arm {arm}, fold {fold}")
+    return subset(pool, idx), image_ids(pool.subject)[idx].tolist()
+
+
+def realism_sample(
+    arm: str,
+    fold: int,
+    train_subjects: list[str],
+    pool: ImageSet,
+    n: int,
+    n_train: int,
+    seed: int,
+) -> ImageSet | None:
+    """`n` of the `n_train` images the arm's detector of seed `seed` trains on in the fold; for
+    `real`, `n` real images of the training subjects that detector (the realism feature
+    network) did not train on. None when the fold has fewer than `n` such real images."""
+    chosen, ids = arm_training_set(arm, fold, train_subjects, pool, n_train, seed)
+    if arm == "real":
+        unseen = np.isin(pool.subject, train_subjects) & ~np.isin(image_ids(pool.subject), ids)
+        chosen = subset(pool, np.flatnonzero(unseen))
+    if len(chosen) < n:
+        return None
+    idx = np.sort(rng_for(seed, "realism", arm, fold).choice(len(chosen), n, replace=False))
+    return subset(chosen, idx)
+
+
+def image_ids(subjects: np.ndarray) -> np.ndarray:
+    """Stable image ids "subject/k": the k-th image of that subject in an arm's shards."""
+    seen: dict[str, int] = {}
+    ids = []
+    for subject in subjects:
+        ids.append(f"{subject}/{seen.get(subject, 0)}")
+        seen[subject] = seen.get(subject, 0) + 1
+    return np.array(ids)
+
+
+def held_out_set(s: ImageSet, subjects: list[str], where: str) -> tuple[ImageSet, np.ndarray]:
+    """All images of the test subjects and their ids (subject/index within the subject)."""
+    idx = np.flatnonzero(np.isin(s.subject, subjects))
+    if len(idx) == 0:
+        raise InputError(where, f"empty test fold: no images of subjects {subjects}")
+    return subset(s, idx), image_ids(s.subject)[idx]

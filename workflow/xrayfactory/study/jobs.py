@@ -1,0 +1,101 @@
+"""The study's jobs, one per rule of workflow/rules/study.smk: realism per (arm, fold), and the
+report's tables and figures from the cached prediction files and test images only."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+
+from xrayfactory.core.atomic import atomic_path
+from xrayfactory.detection.detector import Detector
+from xrayfactory.imaging.splits import held_out_set, load_arm, realism_sample
+from xrayfactory.study.realism import encoder_features, frechet_distance, intensity_distance
+from xrayfactory.study.report import StatsSettings, realism_table, write_report
+
+log = logging.getLogger("xrayfactory")
+
+Path_ = str | os.PathLike
+
+
+def _write_csv(df: pd.DataFrame, path: Path_) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def realism(
+    arm: str,
+    fold: int,
+    train_subjects: list[str],
+    shards: list[str],
+    test: list[str],
+    detector: Path_,
+    sample: tuple[int, int, int],
+    device: str,
+    out: Path_,
+) -> None:
+    """Fréchet and intensity distances of N of the arm's training images to the fold's test
+    images (`sample`: N, the detectors' training-set size, the selection seed)."""
+    n, n_train, seed = sample
+    pool = load_arm(test)
+    test_set, _ = held_out_set(pool, sorted(set(pool.subject)), f"fold {fold}")
+    det = Detector(detector, device=device)
+    chosen = realism_sample(arm, fold, train_subjects, load_arm(shards), n, n_train, seed)
+    row = {
+        "arm": arm,
+        "fold": fold,
+        "n_images": n,
+        "n_test_images": len(test_set),
+        "frechet_distance": np.nan,
+        "intensity_distance": np.nan,
+        "test_data": "proxy-real" if test_set.attrs.get("proxy") else "real",
+    }
+    if chosen is None:
+        log.warning(
+            "fold %d: fewer than %d real training-subject images that the feature network did "
+            "not train on: `real` realism not measured",
+            fold,
+            n,
+        )
+    else:
+        row["frechet_distance"] = frechet_distance(
+            encoder_features(det, chosen.images), encoder_features(det, test_set.images)
+        )
+        row["intensity_distance"] = intensity_distance(chosen.images, test_set.images)
+        log.info(
+            "%s fold %d: FD %.3f, intensity EMD %.4f (N = %d)",
+            arm,
+            fold,
+            row["frechet_distance"],
+            row["intensity_distance"],
+            n,
+        )
+    _write_csv(pd.DataFrame([row]), out)
+
+
+def report(
+    predictions: list[str], test: list[str], out_dir: Path_, stats: StatsSettings,
+    cohort_source: str,
+) -> None:  # fmt: skip
+    """The study's tables and figures."""
+    table = write_report(predictions, load_arm(test), out_dir, stats, cohort_source)
+    for r in table.itertuples():
+        log.info(
+            "%-9s mean %.2f mm (median %.2f), detection %.2f",
+            r.arm,
+            r.mean_mm,
+            r.median_mm,
+            r.detection_rate,
+        )
+
+
+def report_realism(tables: list[str], out: Path_) -> None:
+    """The realism table: every arm at the same N, mean over folds."""
+    table = realism_table(tables)
+    _write_csv(table, out)
+    for r in table.itertuples():
+        log.info(
+            "%-8s FD %.3f, intensity EMD %.4f", r.arm, r.frechet_distance, r.intensity_distance
+        )

@@ -1,0 +1,294 @@
+"""The study's tables and figures, from per-run prediction files (and the test images)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from xrayfactory.core.atomic import atomic_path
+from xrayfactory.detection.predictions import with_errors
+from xrayfactory.imaging.imageset import ImageSet
+from xrayfactory.imaging.splits import image_ids
+from xrayfactory.study.metrics import (
+    cells,
+    cluster_unit,
+    paired_vs,
+    per_fold,
+    per_landmark,
+    summary,
+)
+
+# each generated arm after the controls that isolate its surroundings
+ARM_ORDER = [
+    "baseline",
+    "real",
+    "drr",
+    "drr_grid",
+    "drr_recon",
+    "synth3d",
+    "real_resized",
+    "synth2d",
+]
+_DIFFS = ("_diff", "_diff_ci95_low", "_diff_ci95_high")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsSettings:
+    """How the report summarises (config section `evaluation`)."""
+
+    thresholds_mm: list[float]
+    n_boot: int
+    min_subject_clusters: int
+
+
+def _ordered(arms: list[str]) -> list[str]:
+    return [a for a in ARM_ORDER if a in arms] + sorted(set(arms) - set(ARM_ORDER))
+
+
+def metrics_table(
+    df: pd.DataFrame, c: pd.DataFrame, stats: StatsSettings, provenance: str
+) -> pd.DataFrame:
+    """One row per arm: its summary and the paired comparison with `real` on the same cells."""
+    unit = cluster_unit(c, stats.min_subject_clusters)
+    rows = []
+    for arm in _ordered(df.arm.unique().tolist()):
+        rows.append(
+            {
+                "arm": arm,
+                **summary(
+                    df[df.arm == arm],
+                    c[c.arm == arm],
+                    stats.thresholds_mm,
+                    unit,
+                    n_boot=stats.n_boot,
+                ),
+                **paired_vs(c, arm, "real", stats.thresholds_mm, unit, n_boot=stats.n_boot),
+                "test_data": provenance,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float | np.floating):
+        return "" if np.isnan(v) else (f"{v:.3g}" if abs(v) < 0.01 and v != 0 else f"{v:.2f}")
+    return str(v)
+
+
+def _markdown(df: pd.DataFrame, caption: str) -> str:
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    body = "".join(
+        "| " + " | ".join(_fmt(v) for v in r) + " |\n" for r in df.itertuples(index=False)
+    )
+    return f"{caption}\n\n{head}{body}"
+
+
+def _latex(df: pd.DataFrame, caption: str) -> str:
+    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%")  # noqa: E731
+    lines = [
+        r"\begin{table}",
+        r"\centering",
+        rf"\caption{{{esc(caption)}}}",
+        r"\begin{tabular}{" + "l" + "r" * (len(df.columns) - 1) + "}",
+        r"\hline",
+        " & ".join(esc(c) for c in df.columns) + r" \\",
+        r"\hline",
+    ]
+    lines += [" & ".join(esc(_fmt(v)) for v in r) + r" \\" for r in df.itertuples(index=False)]
+    lines += [r"\hline", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def test_data_note(proxy: bool, cohort_source: str) -> str:
+    """What the test images are, for every table and caption that rests on them."""
+    if not proxy:
+        return "real"
+    note = "proxy-real (demo acquisition model)"
+    if cohort_source == "demo":
+        note += "; subjects are deformations of one CT, not independent patients"
+    return note
+
+
+def interval_note(unit: str, n_clusters: int, n_boot: int) -> str:
+    """How a table's 95% intervals were computed."""
+    return (
+        f"95% intervals: percentile bootstrap ({n_boot} resamples) of whole test {unit}s "
+        f"({n_clusters} clusters), seeds averaged first"
+    )
+
+
+def write_report(
+    predictions: list[str | os.PathLike],
+    test_images: ImageSet,
+    out_dir: str | os.PathLike,
+    stats: StatsSettings,
+    cohort_source: str,
+) -> pd.DataFrame:
+    """metrics.csv/.md/.tex, per_fold.csv, per_landmark.csv and figures under `out_dir`."""
+    out = Path(out_dir)
+    df = with_errors(pd.concat([pd.read_csv(p) for p in predictions], ignore_index=True))
+    c = cells(df, stats.thresholds_mm)
+    provenance = test_data_note(bool(test_images.attrs.get("proxy")), cohort_source)
+    table = metrics_table(df, c, stats, provenance)
+    first = table.iloc[0]
+    intervals = interval_note(first.ci_cluster, first.n_clusters, stats.n_boot)
+    n_test = c[["fold", "image_id"]].drop_duplicates().shape[0]
+    caption = (
+        f"Landmark error on held-out X-rays ({provenance}): {n_test} "
+        f"test images, {df.fold.nunique()} folds, {df.seed.nunique()} seed(s); errors in mm at the "
+        f"detector (_iso: at the isocentre), on cells (test image, landmark) averaged over seeds. "
+        f"{intervals}. Paired columns compare each arm with `real` on the same cells: "
+        f"error difference where both found the landmark, detection-rate difference over the "
+        f"visible ones."
+    )
+    with atomic_path(out / "metrics.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    short = table[
+        [
+            "arm",
+            "n_images",
+            "mean_mm",
+            "ci95_low_mm",
+            "ci95_high_mm",
+            "median_mm",
+            *[c for c in table if c.startswith("success_") and not c.endswith(_DIFFS)],
+            "detection_rate",
+            "false_positive_rate",
+            "paired_n",
+            "diff_mean_mm",
+            "diff_ci95_low_mm",
+            "diff_ci95_high_mm",
+            "detection_rate_diff",
+            "wilcoxon_p",
+        ]
+    ]
+    _write(out / "metrics.md", _markdown(short, caption))
+    _write(out / "metrics.tex", _latex(short, caption))
+    folds = per_fold(df, c, stats.thresholds_mm, n_boot=stats.n_boot)
+    folds["test_data"] = provenance
+    with atomic_path(out / "per_fold.csv") as tmp:
+        folds.to_csv(tmp, index=False)
+    lm = per_landmark(c)
+    lm["test_data"] = provenance
+    with atomic_path(out / "per_landmark.csv") as tmp:
+        lm.to_csv(tmp, index=False)
+    arms = _ordered(df.arm.unique().tolist())
+    short = provenance.split(" (")[0]  # figure titles: "real" or "proxy-real"
+    _cumulative(c, arms, short, out / "cumulative_error.png")
+    _per_landmark_bars(lm, arms, short, out / "per_landmark.png")
+    _examples(df, arms, test_images, short, out / "examples.png")
+    return table
+
+
+def _cumulative(df: pd.DataFrame, arms: list[str], provenance: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    top = np.nanpercentile(df.err_mm, 98) if df.err_mm.notna().any() else 1.0
+    for arm in arms:
+        e = np.sort(df.loc[df.arm == arm, "err_mm"].dropna())
+        if len(e):
+            ax.step(e, np.arange(1, len(e) + 1) / len(e), where="post", label=arm)
+    ax.set(
+        xlabel="error at the detector (mm)",
+        ylabel="fraction of detected landmarks",
+        xlim=(0, top),
+        title=f"Cumulative error ({provenance} test images)",
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _per_landmark_bars(lm: pd.DataFrame, arms: list[str], provenance: str, path: Path) -> None:
+    names = list(dict.fromkeys(lm.landmark))
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) * len(arms) / 2), 4))
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        sub = lm[lm.arm == arm].set_index("landmark").reindex(names)
+        ax.bar(
+            np.arange(len(names)) + i * width,
+            sub.mean_mm,
+            width,
+            yerr=sub.sd_mm,
+            label=arm,
+            capsize=2,
+        )
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=45)
+    ax.set(
+        ylabel="error at the detector (mm), mean ± sd", title=f"Per-landmark error ({provenance})"
+    )
+    ax.legend()
+    _save(fig, path)
+
+
+def _examples(
+    df: pd.DataFrame, arms: list[str], images: ImageSet, provenance: str, path: Path, n: int = 4
+) -> None:
+    """A grid: rows are test images, columns arms; ground truth (green) and predictions (red)."""
+    ids = df.loc[df.seed == df.seed.min()].drop_duplicates(["fold", "image_id"]).head(n)
+    within = {image_id: i for i, image_id in enumerate(image_ids(images.subject))}
+    fig, axes = plt.subplots(
+        len(ids), len(arms), figsize=(2.6 * len(arms), 2.6 * len(ids)), squeeze=False
+    )
+    for r, row in enumerate(ids.itertuples()):
+        img = images.images[within[row.image_id]]
+        for c, arm in enumerate(arms):
+            ax = axes[r, c]
+            ax.imshow(img, cmap="gray")
+            sub = df[
+                (df.arm == arm)
+                & (df.fold == row.fold)
+                & (df.image_id == row.image_id)
+                & (df.seed == df.seed.min())
+            ]
+            vis = sub[sub.visible.astype(bool)]
+            found = sub[sub.found.astype(bool)]
+            ax.scatter(vis.gt_col, vis.gt_row, s=12, c="lime", label="ground truth")
+            ax.scatter(
+                found.pred_col, found.pred_row, s=14, c="red", marker="x", label="prediction"
+            )
+            ax.set_xlim(0, img.shape[1] - 1)
+            ax.set_ylim(img.shape[0] - 1, 0)
+            ax.axis("off")
+            if r == 0:
+                ax.set_title(arm)
+    fig.suptitle(f"Test images ({provenance}): ground truth green, predictions red")
+    _save(fig, path)
+
+
+def realism_table(paths: list[str | os.PathLike]) -> pd.DataFrame:
+    """Per-arm mean (and sd over folds) of the Fréchet and intensity distances to the test
+    images, each arm's sample of the same size N (`n_images`); `n_folds` counts the folds where
+    it could be measured."""
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    g = df.groupby("arm")
+    table = pd.DataFrame(
+        {
+            "n_folds": g.frechet_distance.count(),
+            "n_images": g.n_images.first(),
+            "n_test_images": g.n_test_images.sum(),
+            "frechet_distance": g.frechet_distance.mean(),
+            "frechet_sd": g.frechet_distance.std(),
+            "intensity_distance": g.intensity_distance.mean(),
+            "test_data": g.test_data.first(),
+        }
+    )
+    return table.reindex(_ordered(list(table.index))).reset_index()

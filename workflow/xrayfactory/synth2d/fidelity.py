@@ -1,0 +1,75 @@
+"""Label fidelity of generated images: does an image show its landmarks where its labels say?
+
+The `real`-arm detector of the same fold predicts landmarks on generated images; its error
+against the conditioning landmarks (visible ones the detector found) is the fidelity, in pixels
+of the generated image and in mm at the detector. Lower is better; the detector's own error on
+real images bounds what can be told apart.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from xrayfactory.detection.detector import Detector
+from xrayfactory.detection.predictions import prediction_table, with_errors
+from xrayfactory.imaging.imageset import ImageSet
+from xrayfactory.imaging.splits import image_ids
+from xrayfactory.synth2d.model import network_evaluations
+
+
+def fidelity_rows(det: Detector, s: ImageSet, arm: str, fold: int) -> pd.DataFrame:
+    """Per (image, landmark) rows with err_px / err_mm (metrics.PRED_COLUMNS + errors)."""
+    pts, scores, found = det.predict(s.images)
+    table = prediction_table(arm, fold, 0, s, image_ids(s.subject), pts, scores, found)
+    return with_errors(table)
+
+
+def _stats(df: pd.DataFrame) -> dict:
+    vis = df.visible.astype(bool)
+    return {
+        "n_labels": int(vis.sum()),
+        "detection_rate": float((vis & df.found.astype(bool)).sum() / max(vis.sum(), 1)),
+        "mean_px": df.err_px.mean(),
+        "median_px": df.err_px.median(),
+        "mean_mm": df.err_mm.mean(),
+        "median_mm": df.err_mm.median(),
+    }
+
+
+def fidelity_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per landmark and an `all` row."""
+    out = [{"landmark": "all", **_stats(rows)}]
+    out += [{"landmark": name, **_stats(g)} for name, g in rows.groupby("landmark", sort=False)]
+    return pd.DataFrame(out)
+
+
+def timed(fn, *args, **kwargs) -> tuple[object, float]:
+    """(fn(*args, **kwargs), wall seconds)."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def sampler_row(det: Detector, s: ImageSet, sampler: dict, seconds: float, fold: int) -> dict:
+    """One line of the sampler-steps table for images `s` made with `sampler`."""
+    return {
+        "fold": fold,
+        "sampler": sampler["kind"],
+        "steps": sampler["steps"],
+        "guidance": sampler["guidance"],
+        "evaluations_per_image": network_evaluations(sampler["steps"], sampler["guidance"]),
+        "images_per_s": len(s) / seconds if seconds > 0 else np.nan,
+        **_stats(fidelity_rows(det, s, "synth2d", fold)),
+    }
+
+
+def concat_tables(paths: list[str], keys: list[str]) -> pd.DataFrame:
+    """Per-fold tables stacked, with a `mean` block averaged over folds per `keys`."""
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    mean = df.drop(columns="fold").groupby(keys, sort=False).mean(numeric_only=True)
+    mean = mean.reset_index()
+    mean.insert(0, "fold", "mean")
+    return pd.concat([df.astype({"fold": str}), mean], ignore_index=True)

@@ -1,0 +1,190 @@
+"""synth2d's jobs, one per rule of workflow/rules/synth2d.smk: the generator of a fold learns
+from exactly the images the `real` arm's first-seed detector trains on in that fold."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.images import preprocess
+from xrayfactory.detection.detector import Detector
+from xrayfactory.imaging.geometry import CArm, ViewSampler
+from xrayfactory.imaging.imageset import read_imageset, write_imageset
+from xrayfactory.imaging.splits import arm_training_set, load_arm
+from xrayfactory.synth2d.controls import resized
+from xrayfactory.synth2d.fidelity import (
+    concat_tables,
+    fidelity_rows,
+    fidelity_table,
+    sampler_row,
+    timed,
+)
+from xrayfactory.synth2d.model import Synth2D, Synth2DSettings, generate, train
+from xrayfactory.synth2d.shapes import ShapeModel, shape_model_from_files
+
+log = logging.getLogger("xrayfactory")
+
+Path_ = str | os.PathLike
+
+
+def _write_csv(df: pd.DataFrame, path: Path_) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def resize_real(shard: Path_, size: int, out: Path_) -> None:
+    """Control `real_resized`: a subject's real images through the synth2d image size."""
+    s = read_imageset(shard)
+    attrs = {
+        **s.attrs,
+        "arm": "real_resized",
+        "generator": f"{s.attrs.get('generator')}, resized to {size} px and back",
+    }
+    write_imageset(out, replace(s, images=resized(s.images, size), attrs=attrs))
+    log.info("%s: %d images through %d x %d px", shard, len(s), size, size)
+
+
+def train_synth2d(
+    fold: int,
+    train_subjects: list[str],
+    shards: list[str],
+    selection: tuple[int, int],
+    settings: Synth2DSettings,
+    out: Path_,
+    device: str,
+) -> None:
+    """The fold's generator, trained on the `real` arm's selection (`selection`: number of
+    images and seed) of its training subjects' real images."""
+    n_images, seed = selection
+    real, ids = arm_training_set("real", fold, train_subjects, load_arm(shards), n_images, seed)
+    data = preprocess(real.images, real.landmarks, real.visible, settings.image_size)
+    trained_on = "proxy-real" if real.attrs.get("proxy") else "real"
+    meta = {
+        "fold": fold,
+        "subjects": sorted(train_subjects),
+        "image_ids": ids,
+        "trained_on": trained_on,
+    }
+    log.info("training the synth2d generator of fold %d on %d images", fold, len(real))
+    names = list(real.attrs["landmark_names"])
+    train(
+        data.images,
+        data.landmarks,
+        data.visible,
+        names,
+        settings,
+        Path(out),
+        meta=meta,
+        device=device,
+    )
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A fold's generator with the shape model of its training subjects and the C-arm."""
+
+    model: Synth2D
+    shapes: ShapeModel
+    carm: CArm
+    views: ViewSampler
+    fold: int
+
+    @classmethod
+    def load(
+        cls,
+        path: Path_,
+        fold: int,
+        landmarks: list[str],
+        names: list[str],
+        carm: CArm,
+        views: ViewSampler,
+        device: str,
+    ) -> Generator:
+        model = Synth2D(path, device=device)
+        if model.meta.get("fold") != fold:
+            raise InputError(path, f"trained for fold {model.meta.get('fold')}, not fold {fold}")
+        return cls(model, shape_model_from_files(landmarks, names), carm, views, fold)
+
+    def generate(self, n: int, sampler: dict, rng_key: tuple, **kw) -> object:
+        return generate(
+            self.model,
+            self.shapes,
+            self.carm,
+            self.views,
+            n,
+            sampler=sampler,
+            rng_key=rng_key,
+            fold=self.fold,
+            **kw,
+        )
+
+
+def sample_synth2d(
+    gen: Generator,
+    shard: int,
+    shard_size: int,
+    n_images: int,
+    sampler: dict,
+    shape_scale: float,
+    seed: int,
+    out: Path_,
+) -> None:
+    """Shard `shard` of the fold's `n_images` generated, labelled images."""
+    first = shard * shard_size
+    n = min(shard_size, n_images - first)
+    if n <= 0:
+        raise InputError(out, f"shard {shard} is empty for synth2d.n_images = {n_images}")
+    images = gen.generate(
+        n,
+        sampler,
+        (seed, "synth2d", gen.fold, shard),
+        shape_scale=shape_scale,
+        first_id=first,
+    )
+    write_imageset(out, images)
+    log.info("synth2d fold %d shard %d: %d images", gen.fold, shard, n)
+
+
+def synth2d_fidelity(
+    gen: Generator,
+    detector: Path_,
+    shards: list[str],
+    samplers: list[dict],
+    n_images: int,
+    seed: int,
+    device: str,
+    out: tuple[Path_, Path_],
+) -> None:
+    """Label fidelity of the fold's generated images (the `real` detector against the
+    conditioning landmarks) and how it varies with the sampler: tables `out` (fidelity, steps)."""
+    det = Detector(detector, device=device)
+    generated = load_arm(shards)
+    det.check_compatible(list(generated.attrs["landmark_names"]), det.settings.image_size)
+    table = fidelity_table(fidelity_rows(det, generated, "synth2d", gen.fold))
+    table.insert(0, "fold", gen.fold)
+    _write_csv(table, out[0])
+    rows = []
+    for sampler in samplers:
+        images, seconds = timed(
+            gen.generate, n_images, sampler, (seed, "synth2d-fidelity", gen.fold)
+        )
+        rows.append(sampler_row(det, images, sampler, seconds, gen.fold))
+        log.info(
+            "%s %d steps: %.2f px mean fidelity",
+            sampler["kind"],
+            sampler["steps"],
+            rows[-1]["mean_px"],
+        )
+    _write_csv(pd.DataFrame(rows), out[1])
+
+
+def report_synth2d(fidelity: list[str], steps: list[str], out: tuple[Path_, Path_]) -> None:
+    """The label-fidelity and sampler-steps tables of all folds."""
+    _write_csv(concat_tables(fidelity, ["landmark"]), out[0])
+    _write_csv(concat_tables(steps, ["sampler", "steps", "guidance"]), out[1])

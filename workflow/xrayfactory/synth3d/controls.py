@@ -1,0 +1,39 @@
+"""Control arms: what each generator's surroundings alone do to the training data.
+
+The gap between `drr` and `synth3d` mixes the generative model with the grid it works on, the
+HU window it is trained in and its autoencoder's blur. Each control keeps the real CTs and
+applies one of those (synth2d's control is `synth2d.controls`):
+
+* `drr_grid`: DRRs of the real training CTs resampled to the synth3d model grid and clipped to
+  its HU window, with the `drr` arm's views;
+* `drr_recon`: DRRs of the fold's autoencoder reconstructions of those CTs (grid, window and
+  autoencoder), with the `drr` arm's views;
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import AutoencoderKL
+
+from xrayfactory.cohort.volumes import Volume
+from xrayfactory.core.device import pick_device
+from xrayfactory.synth3d.ctgrid import GridSpec, grid_hu, normalise_hu, to_hu
+
+
+def on_model_grid(ct: Volume, spec: GridSpec) -> Volume:
+    """The CT as the 3D generator learns it: on its model grid, HU clipped to its window."""
+    hu = grid_hu(ct, spec)
+    return Volume(to_hu(normalise_hu(hu.data, spec), spec), hu.affine)
+
+
+@torch.no_grad()
+def reconstructed(
+    ct: Volume, autoencoder: AutoencoderKL, spec: GridSpec, *, device: str = "auto"
+) -> Volume:
+    """The CT on the model grid after a synth3d autoencoder (encode to the latent mean,
+    decode): what the 3D generator could at best reproduce of it."""
+    dev = pick_device(device)
+    grid = on_model_grid(ct, spec)
+    x = torch.as_tensor(normalise_hu(grid.data, spec))[None, None].to(dev)
+    rec = autoencoder.to(dev).reconstruct(x)[0, 0].float().cpu().numpy()
+    return Volume(to_hu(rec, spec), grid.affine)

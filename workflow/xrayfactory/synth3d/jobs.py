@@ -1,0 +1,316 @@
+"""synth3d's jobs, one per rule of workflow/rules/synth3d.smk. A fold's jobs receive exactly the
+fold's training subjects (resolved by the workflow from the config and the cohort); models
+record them and every later job checks that it got the same fold and subjects."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xrayfactory.cohort.deform import DeformationParams
+from xrayfactory.cohort.landmarks import load_landmarks, save_landmarks
+from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation, save_nifti
+from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.progress import Progress
+from xrayfactory.core.rng import rng_for
+from xrayfactory.imaging.imageset import write_imageset
+from xrayfactory.imaging.render import ViewPlan, drr_imageset
+from xrayfactory.synth3d.controls import on_model_grid, reconstructed
+from xrayfactory.synth3d.ctgrid import (
+    GridSpec,
+    deformed_mask,
+    grid_hu,
+    resample,
+    to_hu,
+    training_pair,
+)
+from xrayfactory.synth3d.model import (
+    AutoencoderSettings,
+    DiffusionSettings,
+    Runtime,
+    Synth3D,
+    load_autoencoder,
+    train_autoencoder,
+    train_diffusion,
+)
+from xrayfactory.synth3d.quality import (
+    drawn_landmarks,
+    landmark_offset,
+    quality_table,
+    tissue_values,
+    volume_quality,
+)
+
+log = logging.getLogger("xrayfactory")
+
+Path_ = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class FoldCTs:
+    """A fold's training subjects and their files, in subject order."""
+
+    fold: int
+    subjects: list[str]
+    ct: list[str]
+    seg: list[str]
+    landmarks: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for flag, files in (("ct", self.ct), ("seg", self.seg), ("landmarks", self.landmarks)):
+            if files and len(files) != len(self.subjects):
+                raise InputError(
+                    f"--{flag}", f"{len(files)} files for {len(self.subjects)} subjects"
+                )
+
+    def load(self, i: int) -> tuple[Volume, Volume]:
+        ct = load_ct(self.ct[i])
+        return ct, load_segmentation(self.seg[i], ct, self.ct[i])
+
+    def meta(self) -> dict:
+        return {"fold": self.fold, "subjects": sorted(self.subjects)}
+
+    def training_data(self, spec: GridSpec) -> tuple[np.ndarray, np.ndarray]:
+        """(volumes, conditions) of every subject on the model grid."""
+        pairs = [training_pair(*self.load(i), spec) for i in range(len(self.subjects))]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def train_synth3d_autoencoder(
+    data: FoldCTs,
+    spec: GridSpec,
+    settings: AutoencoderSettings,
+    run: Runtime,
+    out: Path_,
+    device: str,
+) -> None:
+    """The fold's 3D autoencoder, trained on its training CTs."""
+    volumes, _ = data.training_data(spec)
+    log.info("training the synth3d autoencoder of fold %d on %d CTs", data.fold, len(volumes))
+    train_autoencoder(volumes, spec, settings, run, Path(out), meta=data.meta(), device=device)
+
+
+def train_synth3d_diffusion(
+    data: FoldCTs,
+    autoencoder: Path_,
+    settings: DiffusionSettings,
+    run: Runtime,
+    out: Path_,
+    device: str,
+) -> None:
+    """The fold's mask-conditioned latent diffusion model, in its autoencoder's latent space."""
+    _, _, spec, _, meta = load_autoencoder(autoencoder)
+    if meta != data.meta():
+        raise InputError(autoencoder, f"trained on {meta}, not on {data.meta()}")
+    volumes, conditions = data.training_data(spec)
+    log.info("training the synth3d latent diffusion model of fold %d", data.fold)
+    train_diffusion(
+        autoencoder,
+        volumes,
+        conditions,
+        settings,
+        run,
+        Path(out),
+        meta=data.meta(),
+        device=device,
+    )
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How generated CTs are drawn: deformation of the training masks, sampler, precision."""
+
+    names: list[str]
+    deformation: DeformationParams
+    kind: str
+    steps: int
+    batch_size: int
+    mixed_precision: bool
+    seed: int
+
+
+def sample_synth3d(
+    data: FoldCTs,
+    autoencoder: Path_,
+    diffusion: Path_,
+    plan: SamplingPlan,
+    out: tuple[list[str], list[str], list[str]],
+    device: str,
+) -> None:
+    """Generated CTs for deformed training masks: CT, label map and carried landmarks files
+    `out` (three lists, one entry per volume)."""
+    model = Synth3D(autoencoder, diffusion, device=device)
+    if model.meta.get("fold") != data.fold:
+        raise InputError(autoencoder, f"trained for fold {model.meta.get('fold')}, not {data.fold}")
+    sources = []  # (ct, seg, landmarks) per training subject, each read once
+    for i in range(len(data.subjects)):
+        ct, seg = data.load(i)
+        sources.append((ct, seg, load_landmarks(data.landmarks[i], plan.names, ct)))
+    out_ct, out_seg, out_landmarks = out
+    n = len(out_ct)
+    progress = Progress(n, "synth3d generation", unit="volumes", interval=0)
+    for start in range(0, n, plan.batch_size):
+        masks = []
+        for k in range(start, min(n, start + plan.batch_size)):
+            i = k % len(data.subjects)
+            rng = rng_for(plan.seed, "synth3d-mask", data.fold, k)
+            masks.append(
+                deformed_mask(data.subjects[i], *sources[i], model.spec, plan.deformation, rng)
+            )
+        volumes = model.generate(
+            np.stack([m.condition for m in masks]),
+            sampler=plan.kind,
+            steps=plan.steps,
+            rng_key=(plan.seed, "synth3d", data.fold, start),
+            batch_size=len(masks),
+            mixed_precision=plan.mixed_precision,
+            progress=progress,
+        )
+        for k, (m, x) in enumerate(zip(masks, volumes, strict=True), start):
+            hu = np.round(to_hu(x, model.spec)).astype(np.int16)
+            save_nifti(out_ct[k], hu, m.affine)
+            save_nifti(out_seg[k], m.seg, m.affine)
+            save_landmarks(out_landmarks[k], m.landmarks)
+            log.info("volume %d from %s's deformed mask -> %s", k, m.source, out_ct[k])
+
+
+def render_synth3d(
+    fold: int,
+    volume: int,
+    ct: Path_,
+    landmarks: Path_,
+    out: Path_,
+    plan: ViewPlan,
+    drr: dict,
+    device: str,
+) -> None:
+    """DRRs of one generated CT, with the `drr` arm's renderer, view ranges and image count."""
+    subject = f"synth3d-f{fold}-v{volume}"
+    ct_volume = load_ct(ct)
+    attrs = {
+        "generator": "synth3d latent diffusion CT + {drr}",
+        "fold": fold,
+        "trained_on": "the fold's training CTs",
+    }
+    result = drr_imageset(
+        "synth3d",
+        subject,
+        ct_volume,
+        load_landmarks(landmarks, plan.names, ct_volume),
+        plan,
+        drr,
+        device,
+        attrs,
+        view_stream="synth3d",
+    )
+    write_imageset(out, result)
+
+
+def render_drr_grid(
+    subject: str,
+    ct: Path_,
+    landmarks: Path_,
+    out: Path_,
+    plan: ViewPlan,
+    drr: dict,
+    spec: GridSpec,
+    device: str,
+) -> None:
+    """Control `drr_grid`: the subject's `drr` views of its CT on the synth3d grid and window."""
+    ct_volume = load_ct(ct)
+    lm = load_landmarks(landmarks, plan.names, ct_volume)
+    attrs = {
+        "generator": f"{{drr}} of the CT on the synth3d grid ({spec.spacing_mm:g} mm, HU window "
+        f"{list(spec.hu_range)})"
+    }
+    result = drr_imageset(
+        "drr_grid", subject, on_model_grid(ct_volume, spec), lm, plan, drr, device, attrs
+    )
+    write_imageset(out, result)
+
+
+def render_drr_recon(
+    fold: int,
+    subject: str,
+    ct: Path_,
+    landmarks: Path_,
+    autoencoder: Path_,
+    out: Path_,
+    plan: ViewPlan,
+    drr: dict,
+    device: str,
+) -> None:
+    """Control `drr_recon`: the subject's `drr` views of the fold's autoencoder reconstruction
+    of its CT (the autoencoder must have trained on the subject)."""
+    ae, _, spec, _, meta = load_autoencoder(autoencoder)
+    if meta.get("fold") != fold or subject not in meta.get("subjects", []):
+        raise InputError(autoencoder, f"trained on {meta}, not on subject {subject} of fold {fold}")
+    ct_volume = load_ct(ct)
+    lm = load_landmarks(landmarks, plan.names, ct_volume)
+    attrs = {
+        "generator": "{drr} of the fold's synth3d autoencoder reconstruction of the CT",
+        "fold": fold,
+    }
+    rec = reconstructed(ct_volume, ae, spec, device=device)
+    write_imageset(out, drr_imageset("drr_recon", subject, rec, lm, plan, drr, device, attrs))
+
+
+def synth3d_quality(
+    data: FoldCTs,
+    generated: tuple[list[str], list[str], list[str]],
+    spec: GridSpec,
+    bone_hu: float,
+    labels: dict[str, int],
+    names: list[str],
+    out: Path_,
+) -> None:
+    """Bone Dice, per-tissue HU distances and landmark offsets of the fold's generated CTs
+    (`generated`: CT, label map and landmark files), beside its real CTs on the same grid."""
+    real = []
+    for i in range(len(data.subjects)):
+        ct, seg = data.load(i)
+        hu = grid_hu(ct, spec)
+        grid_seg = resample(seg.data, seg.affine, hu.affine, spec.shape, order=0, cval=0)
+        real.append((hu.data, grid_seg, hu.affine, load_landmarks(data.landmarks[i], names)))
+    reference = tissue_values([(hu, seg) for hu, seg, _, _ in real], spec)
+
+    def row(kind: str, volume, hu, seg, affine, landmarks) -> dict:
+        drawn = drawn_landmarks(hu, seg, affine, spec, bone_hu, labels, names)
+        q = volume_quality(hu, seg, reference, spec, bone_hu)
+        return {
+            "fold": data.fold,
+            "volume": volume,
+            "kind": kind,
+            **q,
+            **landmark_offset(drawn, landmarks),
+        }
+
+    rows = [row("real", subject, *r) for subject, r in zip(data.subjects, real, strict=True)]
+    for k, (ct_path, seg_path, lm_path) in enumerate(zip(*generated, strict=True)):
+        ct = load_ct(ct_path)
+        seg = load_segmentation(seg_path, ct, ct_path)
+        rows.append(
+            row("generated", k, ct.data, seg.data, ct.affine, load_landmarks(lm_path, names))
+        )
+        log.info(
+            "fold %d volume %d: bone Dice %.3f, carried landmarks %.1f mm from the drawn bone's",
+            data.fold,
+            k,
+            rows[-1]["bone_dice"],
+            rows[-1]["landmark_offset_mm"],
+        )
+    with atomic_path(out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def report_synth3d(tables: list[str], out: Path_) -> None:
+    """The synth3d quality table of all folds."""
+    table = quality_table(pd.concat([pd.read_csv(p) for p in tables], ignore_index=True))
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)

@@ -1,0 +1,457 @@
+"""The `synth3d` generator: a mask-conditioned 3D latent diffusion model (MONAI) that makes CTs.
+
+Stage 1, a 3D AutoencoderKL, learns normalised HU on random patches of the fold's training CTs
+(L1 + KL), so memory does not grow with the volume. Stage 2, a 3D DiffusionModelUNet, learns the
+DDPM objective (epsilon, v or sample prediction) on the frozen autoencoder's scaled latents with
+MONAI's DiffusionInferer, the mask condition (ctgrid.condition, averaged to the latent grid)
+concatenated to the noisy latent. Sampling runs MONAI's LatentDiffusionInferer with DDIM (or
+DDPM) and decodes to HU.
+Both stages checkpoint every `checkpoint_every` steps and on SIGTERM, and resume to the same
+weights as an uninterrupted run (batches, crops, timesteps and noise are keyed by (seed, step)).
+On CUDA they use bfloat16 autocast and activation checkpointing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import DiffusionInferer, LatentDiffusionInferer
+from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+
+from xrayfactory.core.checkpoints import (
+    PREEMPTED_EXIT,
+    SigtermFlag,
+    load_checkpoint,
+    save_checkpoint,
+)
+from xrayfactory.core.device import pick_device
+from xrayfactory.core.errors import InputError
+from xrayfactory.core.progress import Progress
+from xrayfactory.core.rng import rng_for
+from xrayfactory.synth3d.ctgrid import GridSpec, latent_condition
+
+log = logging.getLogger("xrayfactory")
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderSettings:
+    channels: tuple[int, ...] = (8, 16, 16)
+    latent_channels: int = 4
+    patch: tuple[int, int, int] = (32, 32, 32)
+    steps: int = 300
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    kl_weight: float = 1e-6
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffusionSettings:
+    channels: tuple[int, ...] = (16, 32)
+    timesteps: int = 1000
+    prediction: str = "epsilon"
+    steps: int = 400
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    """Settings that change how, not what, a stage computes (besides the seed)."""
+
+    checkpoint_every: int = 100
+    mixed_precision: bool = True
+    activation_checkpointing: bool = True
+    seed: int = 0
+
+
+def _digest(*parts: object) -> str:
+    text = json.dumps([asdict(p) for p in parts], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fields(cls, section: dict):
+    out = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in out.items()})
+
+
+def autoencoder_settings(section: dict) -> AutoencoderSettings:
+    return _fields(AutoencoderSettings, section["autoencoder"])
+
+
+def diffusion_settings(section: dict) -> DiffusionSettings:
+    return _fields(DiffusionSettings, section["diffusion"])
+
+
+def runtime(section: dict, seed: int) -> Runtime:
+    return _fields(Runtime, {**section, "seed": seed})
+
+
+def downsampling(a: AutoencoderSettings) -> int:
+    return 2 ** (len(a.channels) - 1)
+
+
+def _divisible(where: str, sizes, channels: tuple[int, ...]) -> None:
+    """A network with len(channels) levels halves its input len(channels) - 1 times."""
+    f = 2 ** (len(channels) - 1)
+    if any(int(n) % f for n in sizes):
+        raise InputError(where, f"sizes {list(sizes)} must be divisible by {f}")
+
+
+def _groups(channels: tuple[int, ...]) -> int:
+    return int(np.gcd.reduce(channels)) if min(channels) < 32 else 32
+
+
+def build_autoencoder(a: AutoencoderSettings, *, checkpointing: bool = False) -> AutoencoderKL:
+    return AutoencoderKL(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=1,
+        channels=a.channels,
+        latent_channels=a.latent_channels,
+        num_res_blocks=1,
+        attention_levels=(False,) * len(a.channels),
+        norm_num_groups=_groups(a.channels),
+        with_encoder_nonlocal_attn=False,
+        with_decoder_nonlocal_attn=False,
+        use_checkpoint=checkpointing,
+    )
+
+
+def build_unet(
+    a: AutoencoderSettings, d: DiffusionSettings, n_condition: int
+) -> DiffusionModelUNet:
+    return DiffusionModelUNet(
+        spatial_dims=3,
+        in_channels=a.latent_channels + n_condition,
+        out_channels=a.latent_channels,
+        channels=d.channels,
+        num_res_blocks=1,
+        attention_levels=(False,) * len(d.channels),
+        norm_num_groups=_groups(d.channels),
+    )
+
+
+def _schedule(d: DiffusionSettings) -> dict:
+    """The latent-diffusion schedule of MONAI's tutorials (scaled linear betas)."""
+    return {
+        "num_train_timesteps": d.timesteps,
+        "schedule": "scaled_linear_beta",
+        "beta_start": 0.0015,
+        "beta_end": 0.0195,
+        "prediction_type": d.prediction,
+    }
+
+
+def noise_schedule(d: DiffusionSettings) -> DDPMScheduler:
+    """The DDPM schedule; no clipping of predicted samples (MONAI clips to [-1, 1] by default,
+    but the latents are scaled to unit variance, so a third of them would be cut)."""
+    return DDPMScheduler(**_schedule(d), clip_sample=False)
+
+
+def make_sampler(kind: str, steps: int, d: DiffusionSettings):
+    """A MONAI scheduler with the training betas, set to `steps` steps (DDPM: all timesteps)."""
+    if kind == "ddpm":
+        sched = noise_schedule(d)
+        sched.set_timesteps(d.timesteps)
+        return sched
+    if kind != "ddim":
+        raise InputError("sampler", f"unknown sampler {kind!r} (one of {', '.join(SAMPLERS)})")
+    sched = DDIMScheduler(**_schedule(d), clip_sample=False)
+    sched.set_timesteps(steps)
+    return sched
+
+
+def _autocast(dev: torch.device, enabled: bool):
+    if enabled and dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _generator(rng: np.random.Generator) -> torch.Generator:
+    return torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+
+def _fit(
+    net: torch.nn.Module,
+    n_steps: int,
+    learning_rate: float,
+    loss_at: Callable[[int], torch.Tensor],
+    last: Path,
+    key: dict,
+    r: Runtime,
+    what: str,
+) -> None:
+    """Adam on `loss_at(step)` for `n_steps`; checkpoints to `last`, resumed if `key` matches."""
+    opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    step = 0
+    if last.exists():
+        state = load_checkpoint(last)
+        if state.get("key") == key:
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            step = state["step"]
+            log.info("resuming %s from %s at step %d", what, last, step)
+        else:
+            log.info("ignoring %s: it was made with other settings or data", last)
+
+    def save() -> None:
+        state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step}
+        save_checkpoint(last, {**state, "key": key})
+
+    stop = SigtermFlag()
+    progress = Progress(n_steps, what, unit="steps")
+    progress.done = step
+    net.train()
+    try:
+        while step < n_steps:
+            loss = loss_at(step)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            progress.update()
+            if stop.requested:
+                save()
+                raise SystemExit(PREEMPTED_EXIT)
+            if step % r.checkpoint_every == 0 or step == n_steps:
+                save()
+                log.info("%s step %d/%d loss %.4f", what, step, n_steps, loss.item())
+    finally:
+        stop.restore()
+    net.eval()
+
+
+def _crops(
+    volumes: torch.Tensor, patch: tuple[int, int, int], batch: int, rng: np.random.Generator
+) -> torch.Tensor:
+    """`batch` random patches (B, 1, *patch) from (N, 1, *shape) volumes."""
+    shape = volumes.shape[2:]
+    out = []
+    for _ in range(batch):
+        i = int(rng.integers(len(volumes)))
+        start = [int(rng.integers(s - p + 1)) for s, p in zip(shape, patch, strict=True)]
+        sl = tuple(slice(s, s + p) for s, p in zip(start, patch, strict=True))
+        out.append(volumes[i][(slice(None), *sl)])
+    return torch.stack(out)
+
+
+def _kl(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2)) - 1)
+    return kl.sum(dim=(1, 2, 3, 4)).mean()
+
+
+def encode(
+    ae: AutoencoderKL, volumes: torch.Tensor, scale: float, dev: torch.device
+) -> torch.Tensor:
+    """Scaled latent means (N, latent_channels, ...) of (N, 1, *shape) volumes, on the CPU."""
+    with torch.no_grad():
+        return torch.cat([ae.encode(v[None].to(dev))[0].float().cpu() for v in volumes]) * scale
+
+
+def train_autoencoder(
+    volumes: np.ndarray,
+    spec: GridSpec,
+    a: AutoencoderSettings,
+    r: Runtime,
+    out: Path,
+    *,
+    meta: dict,
+    device: str = "cpu",
+) -> None:
+    """Train on (N, 1, *shape) normalised CTs; write weights and the latent scale factor."""
+    if tuple(volumes.shape[2:]) != spec.shape:
+        raise InputError(out, f"volumes are {volumes.shape[2:]}, expected {spec.shape}")
+    if any(p > s for p, s in zip(a.patch, spec.shape, strict=True)):
+        raise InputError("config synth3d.autoencoder.patch", f"{a.patch} exceeds {spec.shape}")
+    _divisible("config synth3d.shape and autoencoder.patch", [*spec.shape, *a.patch], a.channels)
+    torch.manual_seed(r.seed)
+    dev = pick_device(device)
+    use_ckpt = r.activation_checkpointing and dev.type == "cuda"
+    net = build_autoencoder(a, checkpointing=use_ckpt).to(dev)
+    x_all = torch.as_tensor(volumes)
+
+    def loss_at(step: int) -> torch.Tensor:
+        rng = rng_for(r.seed, "synth3d-ae", step)
+        x = _crops(x_all, a.patch, a.batch_size, rng).to(dev)
+        torch.manual_seed(int(rng.integers(2**62)))  # the latent sampling noise
+        with _autocast(dev, r.mixed_precision):
+            rec, mu, sigma = net(x)
+        return F.l1_loss(rec.float(), x) + a.kl_weight * _kl(mu.float(), sigma.float())
+
+    key = {"digest": _digest(spec, a, r), "meta": meta}
+    last = out.with_name(out.name + ".last.pt")
+    _fit(net, a.steps, a.learning_rate, loss_at, last, key, r, "synth3d autoencoder training")
+    scale = float(1 / encode(net, x_all, 1.0, dev).std())
+    final = {
+        "model": net.state_dict(),
+        "scale_factor": scale,
+        "grid": asdict(spec),
+        "autoencoder": asdict(a),
+        "meta": meta,
+    }
+    save_checkpoint(out, final)
+    last.unlink(missing_ok=True)
+    log.info("latent scale factor %.3f (latent std %.3f)", scale, 1 / scale)
+
+
+def _spec(d: dict) -> GridSpec:
+    return GridSpec(
+        shape=tuple(d["shape"]),
+        spacing_mm=d["spacing_mm"],
+        hu_range=tuple(d["hu_range"]),
+        body_hu=d["body_hu"],
+        groups=tuple((n, tuple(ids)) for n, ids in d["groups"]),
+        bone=tuple(d["bone"]),
+    )
+
+
+def load_autoencoder(
+    path: str | os.PathLike,
+) -> tuple[AutoencoderKL, float, GridSpec, AutoencoderSettings, dict]:
+    """Weights (eval mode, CPU), latent scale factor, grid and settings of a trained autoencoder."""
+    ckpt = load_checkpoint(path)
+    if not {"model", "scale_factor", "grid", "autoencoder"} <= set(ckpt):
+        raise InputError(path, "not a final synth3d autoencoder checkpoint")
+    a = _fields(AutoencoderSettings, ckpt["autoencoder"])
+    net = build_autoencoder(a)
+    net.load_state_dict(ckpt["model"])
+    return net.eval(), float(ckpt["scale_factor"]), _spec(ckpt["grid"]), a, ckpt.get("meta", {})
+
+
+def _target(sched: DDPMScheduler, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
+    if sched.prediction_type == "sample":
+        return z
+    if sched.prediction_type == "v_prediction":
+        return sched.get_velocity(z, noise, t)
+    return noise
+
+
+def train_diffusion(
+    autoencoder: str | os.PathLike,
+    volumes: np.ndarray,
+    conditions: np.ndarray,
+    d: DiffusionSettings,
+    r: Runtime,
+    out: Path,
+    *,
+    meta: dict,
+    device: str = "cpu",
+) -> None:
+    """Train the latent UNet on (N, 1, *shape) CTs with their (N, C, *shape) mask conditions.
+    The frozen autoencoder's scaled latent means are computed once (as MAISI does)."""
+    ae, scale, spec, a, _ = load_autoencoder(autoencoder)
+    torch.manual_seed(r.seed)
+    dev = pick_device(device)
+    z_all = encode(ae.to(dev), torch.as_tensor(volumes), scale, dev)
+    c_all = latent_condition(torch.as_tensor(conditions), downsampling(a))
+    _divisible("config synth3d.shape / the autoencoder's downsampling", z_all.shape[2:], d.channels)
+    unet = build_unet(a, d, conditions.shape[1]).to(dev)
+    sched = noise_schedule(d)
+    inferer = DiffusionInferer(sched)
+    n = len(z_all)
+
+    def loss_at(step: int) -> torch.Tensor:
+        rng = rng_for(r.seed, "synth3d-ldm", step)
+        idx = np.sort(rng.choice(n, size=d.batch_size, replace=n < d.batch_size))
+        gen = _generator(rng)
+        z = z_all[idx]
+        noise = torch.randn(z.shape, generator=gen)
+        t = torch.randint(0, d.timesteps, (len(idx),), generator=gen)
+        with _autocast(dev, r.mixed_precision):
+            pred = inferer(
+                inputs=z.to(dev),
+                diffusion_model=unet,
+                noise=noise.to(dev),
+                timesteps=t.to(dev),
+                condition=c_all[idx].to(dev),
+                mode="concat",
+            )
+        return F.mse_loss(pred.float(), _target(sched, z, noise, t).to(dev))
+
+    key = {"digest": _digest(spec, a, d, r), "meta": meta, "scale": scale}
+    last = out.with_name(out.name + ".last.pt")
+    _fit(unet, d.steps, d.learning_rate, loss_at, last, key, r, "synth3d diffusion training")
+    final = {"model": unet.state_dict(), "diffusion": asdict(d), "n_condition": conditions.shape[1]}
+    save_checkpoint(out, {**final, "meta": meta})
+    last.unlink(missing_ok=True)
+
+
+class Synth3D:
+    """A trained autoencoder + latent UNet pair that turns mask conditions into CTs."""
+
+    def __init__(
+        self, autoencoder: str | os.PathLike, diffusion: str | os.PathLike, *, device: str = "auto"
+    ):
+        self.ae, self.scale, self.spec, self.a, self.meta = load_autoencoder(autoencoder)
+        ckpt = load_checkpoint(diffusion)
+        if not {"model", "diffusion", "n_condition"} <= set(ckpt):
+            raise InputError(diffusion, "not a final synth3d diffusion checkpoint")
+        if ckpt["n_condition"] != len(self.spec.channels):
+            raise InputError(
+                diffusion,
+                f"{ckpt['n_condition']} condition channels, the autoencoder's grid "
+                f"has {len(self.spec.channels)}",
+            )
+        self.d = _fields(DiffusionSettings, ckpt["diffusion"])
+        self.unet = build_unet(self.a, self.d, ckpt["n_condition"])
+        self.unet.load_state_dict(ckpt["model"])
+        self.device = pick_device(device)
+        self.ae.to(self.device)
+        self.unet.to(self.device).eval()
+
+    @torch.no_grad()
+    def generate(
+        self,
+        conditions: np.ndarray,
+        *,
+        sampler: str,
+        steps: int,
+        rng_key: tuple,
+        batch_size: int = 2,
+        mixed_precision: bool = True,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """(N, C, *shape) conditions -> (N, *shape) normalised CTs in [0, 1]; volume i's noise
+        comes from `rng_key` + (i,): the same key, conditions and batch size give the same
+        volumes."""
+        f = downsampling(self.a)
+        inferer = LatentDiffusionInferer(noise_schedule(self.d), scale_factor=self.scale)
+        out = []
+        for b, start in enumerate(range(0, len(conditions), batch_size)):
+            cond = torch.as_tensor(conditions[start : start + batch_size], dtype=torch.float32)
+            c = latent_condition(cond, f)
+            shape = (self.a.latent_channels, *c.shape[2:])
+            noise = torch.stack(
+                [
+                    torch.randn(shape, generator=_generator(rng_for(*rng_key, start + i)))
+                    for i in range(len(c))
+                ]
+            )
+            torch.manual_seed(int(rng_for(*rng_key, "ddpm", b).integers(2**62)))  # DDPM's noise
+            with _autocast(self.device, mixed_precision):
+                x = inferer.sample(
+                    input_noise=noise.to(self.device),
+                    autoencoder_model=self.ae,
+                    diffusion_model=self.unet,
+                    scheduler=make_sampler(sampler, steps, self.d),
+                    conditioning=c.to(self.device),
+                    mode="concat",
+                    verbose=False,
+                )
+            out.append(x.float().clamp(0, 1)[:, 0].cpu().numpy())
+            if progress is not None:
+                progress.update(len(c))
+        return np.concatenate(out)
