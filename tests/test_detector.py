@@ -77,21 +77,24 @@ def model(study) -> Path:
     return path
 
 
-def test_resume_after_an_epochs_last_step(study):
-    """A SIGTERM that lands on an epoch's last step leaves step == steps per epoch in the
-    checkpoint; the resumed run starts the next epoch."""
-    d, shards = study
-    out = d / "edge" / "model.pt"
+@pytest.mark.parametrize("at", ["epoch", "end"])
+def test_resume_at_an_epoch_boundary_or_the_last_step(study, at):
+    """A SIGTERM that lands on an epoch's last step (or the run's) leaves a checkpoint at an
+    epoch boundary; the resumed run starts the next epoch (or only writes the final model)."""
+    _, shards = study
+    out = study[0] / f"edge-{at}" / "model.pt"
     last = out.with_name("model.pt.last.pt")
     sigterm_after_checkpoint(xrayfactory_cli(*_train_args(shards, out), wait=False), last)
     state = torch.load(last, weights_only=True)
     steps_per_epoch = SETTINGS["train_images"] // SETTINGS["batch_size"]
-    state["step"] = steps_per_epoch
+    epochs = -(-state["step"] // steps_per_epoch) if at == "epoch" else SETTINGS["epochs"]
+    state["step"] = epochs * steps_per_epoch  # not behind the saved schedulers
     torch.save(state, last)
     r = xrayfactory_cli(*_train_args(shards, out))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"at epoch {state['epoch'] + 1} step 0" in r.stderr
+    assert f"resuming detector training from {last} at step {state['step']}" in r.stderr
     assert out.exists() and not last.exists()
+    assert torch.load(out, weights_only=True)["meta"]["subjects"] == ["s1", "s2"]
 
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
@@ -106,7 +109,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, model):
 
     r = xrayfactory_cli(*_train_args(shards, out))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "resuming from" in r.stderr
+    assert "resuming detector training from" in r.stderr
     assert not last.exists()
     a = torch.load(full, weights_only=True)["model"]
     b = torch.load(out, weights_only=True)["model"]

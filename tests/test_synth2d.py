@@ -185,7 +185,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, generator):
     assert last.exists() and not out.exists()
     r = xrayfactory_cli(*_train_args(shards, out))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "resuming from" in r.stderr and not last.exists()
+    assert "resuming synth2d training from" in r.stderr and not last.exists()
     a = torch.load(generator, weights_only=True)["model"]
     b = torch.load(out, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

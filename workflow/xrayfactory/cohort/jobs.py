@@ -4,7 +4,6 @@ them and writes its outputs atomically."""
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 
@@ -13,16 +12,16 @@ from xrayfactory.cohort.landmarks import derive_landmarks, load_landmarks, save_
 from xrayfactory.cohort.sheet import folds as make_folds
 from xrayfactory.cohort.sheet import read_sheet, write_sheet
 from xrayfactory.cohort.volumes import load_ct, load_segmentation, save_nifti
-from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.atomic import PathLike, write_csv
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.rng import rng_for
 
 log = logging.getLogger("xrayfactory")
 
-Path_ = str | os.PathLike
 
-
-def demo_landmarks(ct: Path_, seg: Path_, labels: dict[str, int], names: list[str], out: Path_):
+def demo_landmarks(
+    ct: PathLike, seg: PathLike, labels: dict[str, int], names: list[str], out: PathLike
+):
     """The demo CT's 3D landmarks, derived from its segmentation."""
     volume = load_ct(ct)
     lm = derive_landmarks(load_segmentation(seg, volume, ct), labels, names, seg)
@@ -31,14 +30,14 @@ def demo_landmarks(ct: Path_, seg: Path_, labels: dict[str, int], names: list[st
 
 
 def demo_subject(
-    ct: Path_,
-    seg: Path_,
-    landmarks: Path_,
+    ct: PathLike,
+    seg: PathLike,
+    landmarks: PathLike,
     names: list[str],
     subject: str,
     deformation: DeformationParams,
     seed: int,
-    out: tuple[Path_, Path_, Path_],
+    out: tuple[PathLike, PathLike, PathLike],
 ) -> None:
     """One deformed demo subject: CT, label map and landmarks `out` (in that order)."""
     volume = load_ct(ct)
@@ -53,8 +52,8 @@ def demo_subject(
 
 
 def cohort_sheet(
-    out: Path_,
-    schema: Path_,
+    out: PathLike,
+    schema: PathLike,
     subjects: list[str],
     ct: list[str],
     seg: list[str],
@@ -69,8 +68,7 @@ def cohort_sheet(
     read_sheet(out, schema)
 
 
-def folds(out: Path_, subjects: list[str], scheme: str, n_folds: int) -> None:
+def folds(out: PathLike, subjects: list[str], scheme: str, n_folds: int) -> None:
     """The subject-level folds (the workflow resolves them the same way when it plans)."""
     df = make_folds(subjects, scheme, n_folds)
-    with atomic_path(out) as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, out)

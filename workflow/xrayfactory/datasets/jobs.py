@@ -5,14 +5,13 @@ image set."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from xrayfactory.cohort.landmarks import save_landmarks
 from xrayfactory.cohort.volumes import save_nifti
-from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.atomic import PathLike, atomic_path
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.fetch import Checksum, fetch_archive, published_checksum
 from xrayfactory.datasets.deepfluoro import Preprocessing, Reader, read_preprocessed
@@ -21,13 +20,11 @@ from xrayfactory.imaging.imageset import ImageSet, write_imageset
 
 log = logging.getLogger("xrayfactory")
 
-Path_ = str | os.PathLike
-
 
 def download_deepfluoro(
     archive: str,
     member: str,
-    out: Path_,
+    out: PathLike,
     *,
     url: str,
     mirror: str | None,
@@ -58,14 +55,14 @@ def download_deepfluoro(
 class ImportOutputs:
     """Where a specimen goes: the cohort's files and the `real` image set."""
 
-    ct: Path_
-    seg: Path_
-    landmarks: Path_
-    labels: Path_
-    images: Path_
+    ct: PathLike
+    seg: PathLike
+    landmarks: PathLike
+    labels: PathLike
+    images: PathLike
 
 
-def _check_reprojection(file: Path_, specimen: str, error: np.ndarray, max_px: float) -> None:
+def _check_reprojection(file: PathLike, specimen: str, error: np.ndarray, max_px: float) -> None:
     """Log how far the 3D landmarks, projected with the imported matrices, land from the
     stored 2D landmarks (visible ones); stop when the mean is over `max_px`: the geometry would
     be wrong for every DRR and view of the study."""
@@ -87,7 +84,7 @@ def _check_reprojection(file: Path_, specimen: str, error: np.ndarray, max_px: f
 
 
 def _real_imageset(
-    file: Path_,
+    file: PathLike,
     specimen: str,
     subject: str,
     spec,
@@ -138,7 +135,7 @@ def _real_imageset(
 
 
 def import_deepfluoro(
-    file: Path_,
+    file: PathLike,
     specimen: str,
     subject: str,
     names: list[str],
@@ -146,7 +143,7 @@ def import_deepfluoro(
     sid: float,
     max_reprojection_px: float,
     out: ImportOutputs,
-    preprocessed: Path_ | None = None,
+    preprocessed: PathLike | None = None,
 ) -> None:
 
     with Reader(file) as r:  # everything is read (and checked) before anything is written

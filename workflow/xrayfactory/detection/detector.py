@@ -20,17 +20,12 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import UNet
 
-from xrayfactory.core.checkpoints import (
-    PREEMPTED_EXIT,
-    SigtermFlag,
-    load_checkpoint,
-    save_checkpoint,
-)
+from xrayfactory.core.checkpoints import load_final, restore
 from xrayfactory.core.device import pick_device
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.images import Batch, preprocess
-from xrayfactory.core.progress import Progress
 from xrayfactory.core.rng import rng_for
+from xrayfactory.core.training import TrainingRun, optimiser_step
 from xrayfactory.detection.augment import DomainRandomisation
 from xrayfactory.detection.heatmaps import gaussian_heatmaps, peaks
 
@@ -86,7 +81,8 @@ def train(
     meta: dict,
     device: str = "cpu",
 ) -> None:
-    """Train and write the final checkpoint `out`; `out`.last.pt holds the resumable state."""
+    """Train and write the final checkpoint `out` (resumable, core.training). Each epoch draws
+    its batch order, each step its augmentation from (seed, epoch, step)."""
     torch.manual_seed(settings.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     n = len(data.images)
@@ -99,77 +95,35 @@ def train(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=settings.learning_rate, total_steps=total
     )
-    last = out.with_name(out.name + ".last.pt")
-    epoch, step = 0, 0
-    if last.exists():
-        state = load_checkpoint(last)
-        if state.get("digest") == settings.digest() and state.get("meta") == meta:
-            net.load_state_dict(state["model"])  # optimizer state follows the parameters' device
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            epoch, step = state["epoch"], state["step"]
-            if step >= steps_per_epoch:  # stopped after an epoch's last step
-                epoch, step = epoch + 1, 0
-            log.info("resuming from %s at epoch %d step %d", last, epoch, step)
-        else:
-            log.info("ignoring %s: it was made with other settings or data", last)
     aug = DomainRandomisation() if settings.augment else None
-    stop = SigtermFlag()
-    progress = Progress(total, "training", unit="steps")
-    progress.done = epoch * steps_per_epoch + step
+    key = {"digest": settings.digest(), "meta": meta}
+    states = {"model": net, "optimizer": opt, "scheduler": sched}
+    run = TrainingRun(out, key, "detector training", total, steps_per_epoch, states)
 
-    def state() -> dict:
-        return {
-            "model": net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "digest": settings.digest(),
-            "meta": meta,
-        }
+    def step_fn(global_step: int) -> torch.Tensor:
+        epoch, step = divmod(global_step, steps_per_epoch)
+        order = rng_for(settings.seed, "order", epoch).permutation(n)
+        idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+        x, lm, vis = (t[idx].to(dev) for t in (data.images, data.landmarks, data.visible))
+        if aug is not None:
+            torch.manual_seed(int(rng_for(settings.seed, "aug", epoch, step).integers(2**62)))
+            x, lm, vis = aug(x, lm, vis)
+        # targets from the (moved) landmarks: what augmentation brings into view shows
+        y = gaussian_heatmaps(lm, vis, size, size, settings.sigma_px)
+        loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=POS_WEIGHT.to(dev))
+        return optimiser_step(opt, loss, sched)
 
-    try:
-        net.train()
-        while epoch < settings.epochs:
-            order = rng_for(settings.seed, "order", epoch).permutation(n)
-            while step < steps_per_epoch:
-                idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-                x, lm, vis = (t[idx].to(dev) for t in (data.images, data.landmarks, data.visible))
-                if aug is not None:
-                    torch.manual_seed(
-                        int(rng_for(settings.seed, "aug", epoch, step).integers(2**62))
-                    )
-                    x, lm, vis = aug(x, lm, vis)
-                # targets from the (moved) landmarks: what augmentation brings into view shows
-                y = gaussian_heatmaps(lm, vis, size, size, settings.sigma_px)
-                loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=POS_WEIGHT.to(dev))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                progress.update()
-                if stop.requested:
-                    save_checkpoint(last, state())
-                    raise SystemExit(PREEMPTED_EXIT)
-            epoch, step = epoch + 1, 0
-            save_checkpoint(last, state())
-            log.info("epoch %d/%d loss %.4f", epoch, settings.epochs, loss.item())
-    finally:
-        stop.restore()
-    final = {"model": net.state_dict(), "names": names, "settings": asdict(settings), "meta": meta}
-    save_checkpoint(out, final)
-    last.unlink(missing_ok=True)
+    run.fit(net, step_fn)
+    run.finish(
+        {"model": net.state_dict(), "names": names, "settings": asdict(settings), "meta": meta}
+    )
 
 
 class Detector:
     """A trained detector loaded from its checkpoint."""
 
     def __init__(self, path: str | os.PathLike, *, device: str = "auto"):
-        ckpt = load_checkpoint(path)
-        if not {"model", "names", "settings"} <= set(ckpt):
-            raise InputError(path, "not a final detector checkpoint (missing model/names/settings)")
+        ckpt = load_final(path, "detector", {"model", "names", "settings"})
         self.path = str(path)
         self.names: list[str] = list(ckpt["names"])
         s = dict(ckpt["settings"])
@@ -177,10 +131,7 @@ class Detector:
         self.settings = DetectorSettings(**s)
         self.meta = ckpt.get("meta", {})
         self.device = pick_device(device)
-        self.net = build_network(len(self.names), self.settings)
-        self.net.load_state_dict(ckpt["model"])
-        self.net.to(self.device)
-        self.net.eval()
+        self.net = restore(build_network(len(self.names), self.settings), ckpt, self.device)
 
     def check_compatible(self, names: list[str], image_size: int) -> None:
         """Refuse a checkpoint trained for other landmarks or another input size."""

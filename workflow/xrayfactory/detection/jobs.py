@@ -5,13 +5,12 @@ fold's generated sets); evaluation jobs get the fold's test subjects' real image
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.atomic import PathLike, atomic_path, write_csv
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.images import preprocess
 from xrayfactory.datasets.radiographs import read_radiograph
@@ -21,13 +20,6 @@ from xrayfactory.imaging.splits import arm_training_set, held_out_set, load_arm,
 
 log = logging.getLogger("xrayfactory")
 
-Path_ = str | os.PathLike
-
-
-def _write_csv(df: pd.DataFrame, path: Path_) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-
 
 def train_detector(
     arm: str,
@@ -36,7 +28,7 @@ def train_detector(
     shards: list[str],
     n_images: int,
     settings: DetectorSettings,
-    out: Path_,
+    out: PathLike,
     device: str,
 ) -> None:
     """One detector (arm, fold, seed) on `n_images` of the arm's images of the fold."""
@@ -62,7 +54,7 @@ def _test_set(shards: list[str], fold: int):
 
 
 def evaluate_detector(
-    arm: str, fold: int, seed: int, model: Path_, image_size: int, test: list[str], out: Path_
+    arm: str, fold: int, seed: int, model: PathLike, image_size: int, test: list[str], out: PathLike
 ) -> None:
     """Predictions of a trained detector on the fold's test images (`test`: their shards)."""
     images, ids = _test_set(test, fold)
@@ -72,11 +64,11 @@ def evaluate_detector(
         trained = det.meta.get("fold")
         raise InputError(model, f"trained for fold {trained}, evaluated on fold {fold}")
     pts, scores, found = det.predict(images.images)
-    _write_csv(prediction_table(arm, fold, seed, images, ids, pts, scores, found), out)
+    write_csv(prediction_table(arm, fold, seed, images, ids, pts, scores, found), out)
 
 
 def baseline_predictions(
-    fold: int, seed: int, n_images: int, train: list[str], test: list[str], out: Path_
+    fold: int, seed: int, n_images: int, train: list[str], test: list[str], out: PathLike
 ) -> None:
     """The mean-position baseline: every test image gets the mean landmark positions (and
     the majority visibility) of the `n_images` real training images the `real` arm draws."""
@@ -94,10 +86,10 @@ def baseline_predictions(
     pts = np.broadcast_to(mean, images.landmarks.shape)
     found = np.broadcast_to(chosen.visible.mean(0) > 0.5, images.visible.shape)
     table = prediction_table("baseline", fold, seed, images, ids, pts, found.astype(float), found)
-    _write_csv(table, out)
+    write_csv(table, out)
 
 
-def predict(model: Path_, images: list[str], out_dir: Path_) -> None:
+def predict(model: PathLike, images: list[str], out_dir: PathLike) -> None:
     """Landmarks on users' X-rays (DICOM / PNG / JPEG / TIFF): a CSV and one figure each."""
     import matplotlib
 
@@ -126,5 +118,5 @@ def predict(model: Path_, images: list[str], out_dir: Path_) -> None:
         with atomic_path(out / f"{Path(path).stem}_landmarks.png") as tmp:
             fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
         plt.close(fig)
-    _write_csv(pd.DataFrame(rows), out / "landmarks.csv")
+    write_csv(pd.DataFrame(rows), out / "landmarks.csv")
     log.info("%d image(s): landmarks in %s", len(radiographs), out / "landmarks.csv")

@@ -3,24 +3,21 @@ the cohort and synth3d rules share (it renders DRRs)."""
 
 from __future__ import annotations
 
-import os
-
 from xrayfactory.cohort.landmarks import load_landmarks
 from xrayfactory.cohort.volumes import load_ct, load_segmentation
+from xrayfactory.core.atomic import PathLike
 from xrayfactory.imaging.acquisition import AcquisitionParams
 from xrayfactory.imaging.imageset import concatenate, read_imageset, write_imageset
 from xrayfactory.imaging.qc import imageset_grid, subject_figure
 from xrayfactory.imaging.render import ViewPlan, drr_imageset, real_imageset
 
-Path_ = str | os.PathLike
-
 
 def render_imageset(
     arm: str,
     subject: str,
-    ct: Path_,
-    landmarks: Path_,
-    out: Path_,
+    ct: PathLike,
+    landmarks: PathLike,
+    out: PathLike,
     plan: ViewPlan,
     *,
     drr: dict | None = None,
@@ -39,7 +36,7 @@ def render_imageset(
     write_imageset(out, result)
 
 
-def imageset_qc(shards: list[str], out: Path_) -> None:
+def imageset_qc(shards: list[str], out: PathLike) -> None:
     """A QC grid of an arm's image sets, saying what kind of images they are."""
     s = concatenate([read_imageset(p) for p in shards], out)
     note = ""
@@ -51,7 +48,9 @@ def imageset_qc(shards: list[str], out: Path_) -> None:
     imageset_grid(s, f"arm {s.attrs.get('arm')}: {len(s)} images{note}", out)
 
 
-def subject_qc(ct: Path_, seg: Path_, landmarks: Path_, names: list[str], title: str, out: Path_):
+def subject_qc(
+    ct: PathLike, seg: PathLike, landmarks: PathLike, names: list[str], title: str, out: PathLike
+):
     """AP and lateral DRRs of a subject (or generated CT) with its 3D landmarks."""
     volume = load_ct(ct)
     load_segmentation(seg, volume, ct)

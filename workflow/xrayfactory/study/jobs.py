@@ -4,25 +4,17 @@ report's tables and figures from the cached prediction files and test images onl
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import pandas as pd
 
-from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.atomic import PathLike, write_csv
 from xrayfactory.detection.detector import Detector
 from xrayfactory.imaging.splits import held_out_set, load_arm, realism_sample
 from xrayfactory.study.realism import encoder_features, frechet_distance, intensity_distance
 from xrayfactory.study.report import StatsSettings, realism_table, write_report
 
 log = logging.getLogger("xrayfactory")
-
-Path_ = str | os.PathLike
-
-
-def _write_csv(df: pd.DataFrame, path: Path_) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
 
 
 def realism(
@@ -31,10 +23,10 @@ def realism(
     train_subjects: list[str],
     shards: list[str],
     test: list[str],
-    detector: Path_,
+    detector: PathLike,
     sample: tuple[int, int, int],
     device: str,
-    out: Path_,
+    out: PathLike,
 ) -> None:
     """Fréchet and intensity distances of N of the arm's training images to the fold's test
     images (`sample`: N, the detectors' training-set size, the selection seed)."""
@@ -72,11 +64,11 @@ def realism(
             row["intensity_distance"],
             n,
         )
-    _write_csv(pd.DataFrame([row]), out)
+    write_csv(pd.DataFrame([row]), out)
 
 
 def report(
-    predictions: list[str], test: list[str], out_dir: Path_, stats: StatsSettings,
+    predictions: list[str], test: list[str], out_dir: PathLike, stats: StatsSettings,
     cohort_source: str,
 ) -> None:  # fmt: skip
     """The study's tables and figures."""
@@ -91,10 +83,10 @@ def report(
         )
 
 
-def report_realism(tables: list[str], out: Path_) -> None:
+def report_realism(tables: list[str], out: PathLike) -> None:
     """The realism table: every arm at the same N, mean over folds."""
     table = realism_table(tables)
-    _write_csv(table, out)
+    write_csv(table, out)
     for r in table.itertuples():
         log.info(
             "%-8s FD %.3f, intensity EMD %.4f", r.arm, r.frechet_distance, r.intensity_distance

@@ -4,13 +4,12 @@ from exactly the images the `real` arm's first-seed detector trains on in that f
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.atomic import PathLike, write_csv
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.images import preprocess
 from xrayfactory.detection.detector import Detector
@@ -30,15 +29,8 @@ from xrayfactory.synth2d.shapes import ShapeModel, shape_model_from_files
 
 log = logging.getLogger("xrayfactory")
 
-Path_ = str | os.PathLike
 
-
-def _write_csv(df: pd.DataFrame, path: Path_) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-
-
-def resize_real(shard: Path_, size: int, out: Path_) -> None:
+def resize_real(shard: PathLike, size: int, out: PathLike) -> None:
     """Control `real_resized`: a subject's real images through the synth2d image size."""
     s = read_imageset(shard)
     attrs = {
@@ -56,7 +48,7 @@ def train_synth2d(
     shards: list[str],
     selection: tuple[int, int],
     settings: Synth2DSettings,
-    out: Path_,
+    out: PathLike,
     device: str,
 ) -> None:
     """The fold's generator, trained on the `real` arm's selection (`selection`: number of
@@ -98,7 +90,7 @@ class Generator:
     @classmethod
     def load(
         cls,
-        path: Path_,
+        path: PathLike,
         fold: int,
         landmarks: list[str],
         names: list[str],
@@ -133,7 +125,7 @@ def sample_synth2d(
     sampler: dict,
     shape_scale: float,
     seed: int,
-    out: Path_,
+    out: PathLike,
 ) -> None:
     """Shard `shard` of the fold's `n_images` generated, labelled images."""
     first = shard * shard_size
@@ -153,13 +145,13 @@ def sample_synth2d(
 
 def synth2d_fidelity(
     gen: Generator,
-    detector: Path_,
+    detector: PathLike,
     shards: list[str],
     samplers: list[dict],
     n_images: int,
     seed: int,
     device: str,
-    out: tuple[Path_, Path_],
+    out: tuple[PathLike, PathLike],
 ) -> None:
     """Label fidelity of the fold's generated images (the `real` detector against the
     conditioning landmarks) and how it varies with the sampler: tables `out` (fidelity, steps)."""
@@ -168,7 +160,7 @@ def synth2d_fidelity(
     det.check_compatible(list(generated.attrs["landmark_names"]), det.settings.image_size)
     table = fidelity_table(fidelity_rows(det, generated, "synth2d", gen.fold))
     table.insert(0, "fold", gen.fold)
-    _write_csv(table, out[0])
+    write_csv(table, out[0])
     rows = []
     for sampler in samplers:
         images, seconds = timed(
@@ -181,10 +173,10 @@ def synth2d_fidelity(
             sampler["steps"],
             rows[-1]["mean_px"],
         )
-    _write_csv(pd.DataFrame(rows), out[1])
+    write_csv(pd.DataFrame(rows), out[1])
 
 
-def report_synth2d(fidelity: list[str], steps: list[str], out: tuple[Path_, Path_]) -> None:
+def report_synth2d(fidelity: list[str], steps: list[str], out: tuple[PathLike, PathLike]) -> None:
     """The label-fidelity and sampler-steps tables of all folds."""
-    _write_csv(concat_tables(fidelity, ["landmark"]), out[0])
-    _write_csv(concat_tables(steps, ["sampler", "steps", "guidance"]), out[1])
+    write_csv(concat_tables(fidelity, ["landmark"]), out[0])
+    write_csv(concat_tables(steps, ["sampler", "steps", "guidance"]), out[1])

@@ -27,16 +27,12 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 
-from xrayfactory.core.checkpoints import (
-    PREEMPTED_EXIT,
-    SigtermFlag,
-    load_checkpoint,
-    save_checkpoint,
-)
+from xrayfactory.core.checkpoints import load_final, restore
 from xrayfactory.core.device import pick_device
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.progress import Progress
 from xrayfactory.core.rng import rng_for
+from xrayfactory.core.training import TrainingRun, optimiser_step
 from xrayfactory.detection.heatmaps import gaussian_heatmaps
 from xrayfactory.imaging.geometry import CArm, ViewSampler
 from xrayfactory.imaging.imageset import ImageSet
@@ -179,82 +175,42 @@ def train(
     lr = get_cosine_schedule_with_warmup(opt, s.warmup_steps, s.train_steps)
     ema = EMAModel(net.parameters(), decay=s.ema_decay, use_ema_warmup=True, power=2 / 3)
     schedule = noise_schedule(s)
-    last = out.with_name(out.name + ".last.pt")
-    step = 0
-    if last.exists():
-        state = load_checkpoint(last)
-        if state.get("digest") == s.digest() and state.get("meta") == meta:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            lr.load_state_dict(state["lr"])
-            ema.load_state_dict(state["ema"])
-            step = state["step"]
-            log.info("resuming from %s at step %d", last, step)
-        else:
-            log.info("ignoring %s: it was made with other settings or data", last)
+    key = {"digest": s.digest(), "meta": meta}
+    states = {"model": net, "optimizer": opt, "lr": lr, "ema": ema}
+    run = TrainingRun(out, key, "synth2d training", s.train_steps, s.checkpoint_every, states)
     ema.to(dev)
     x_all = images * 2 - 1
     n = len(x_all)
     batch = min(s.batch_size, n)
 
-    def state() -> dict:
-        return {
-            "model": net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "lr": lr.state_dict(),
-            "ema": ema.state_dict(),
-            "step": step,
-            "digest": s.digest(),
-            "meta": meta,
-        }
+    def step_fn(step: int) -> torch.Tensor:
+        r = rng_for(s.seed, "synth2d", step)
+        idx = np.sort(r.choice(n, size=batch, replace=False))
+        t = torch.as_tensor(r.integers(0, s.timesteps, batch))
+        noise = torch.randn(
+            (batch, 1, s.image_size, s.image_size),
+            generator=torch.Generator().manual_seed(int(r.integers(2**62))),
+        )
+        present = torch.as_tensor(r.random(batch) >= s.condition_dropout)
+        cond = conditioning(landmarks[idx], visible[idx], present, s.image_size, s.sigma_px)
+        noisy = schedule.add_noise(x_all[idx], noise, t)
+        with _autocast(dev, s.mixed_precision):
+            pred = forward(torch.cat([noisy, cond], dim=1).to(dev), t.to(dev)).sample
+        loss = F.mse_loss(pred.float(), _target(schedule, x_all[idx], noise, t).to(dev))
+        loss = optimiser_step(opt, loss, lr)
+        ema.step(net.parameters())
+        return loss
 
-    stop = SigtermFlag()
-    progress = Progress(s.train_steps, "synth2d training", unit="steps")
-    progress.done = step
-    net.train()
-    try:
-        while step < s.train_steps:
-            r = rng_for(s.seed, "synth2d", step)
-            idx = np.sort(r.choice(n, size=batch, replace=False))
-            t = torch.as_tensor(r.integers(0, s.timesteps, batch))
-            noise = torch.randn(
-                (batch, 1, s.image_size, s.image_size),
-                generator=torch.Generator().manual_seed(int(r.integers(2**62))),
-            )
-            present = torch.as_tensor(r.random(batch) >= s.condition_dropout)
-            cond = conditioning(landmarks[idx], visible[idx], present, s.image_size, s.sigma_px)
-            noisy = schedule.add_noise(x_all[idx], noise, t)
-            with _autocast(dev, s.mixed_precision):
-                pred = forward(torch.cat([noisy, cond], dim=1).to(dev), t.to(dev)).sample
-            loss = F.mse_loss(pred.float(), _target(schedule, x_all[idx], noise, t).to(dev))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            lr.step()
-            ema.step(net.parameters())
-            step += 1
-            progress.update()
-            if stop.requested:
-                save_checkpoint(last, state())
-                raise SystemExit(PREEMPTED_EXIT)
-            if step % s.checkpoint_every == 0 or step == s.train_steps:
-                save_checkpoint(last, state())
-                log.info("step %d/%d loss %.4f", step, s.train_steps, loss.item())
-    finally:
-        stop.restore()
+    run.fit(net, step_fn)
     ema.copy_to(net.parameters())
-    final = {"model": net.state_dict(), "names": names, "settings": asdict(s), "meta": meta}
-    save_checkpoint(out, final)
-    last.unlink(missing_ok=True)
+    run.finish({"model": net.state_dict(), "names": names, "settings": asdict(s), "meta": meta})
 
 
 class Synth2D:
     """A trained generator loaded from its final checkpoint."""
 
     def __init__(self, path: str | os.PathLike, *, device: str = "auto"):
-        ckpt = load_checkpoint(path)
-        if not {"model", "names", "settings"} <= set(ckpt):
-            raise InputError(path, "not a final synth2d checkpoint (missing model/names/settings)")
+        ckpt = load_final(path, "synth2d generator", {"model", "names", "settings"})
         self.path = str(path)
         self.names: list[str] = list(ckpt["names"])
         fields = dict(ckpt["settings"])
@@ -262,9 +218,7 @@ class Synth2D:
         self.settings = Synth2DSettings(**fields)
         self.meta = ckpt.get("meta", {})
         self.device = pick_device(device)
-        self.net = build_unet(len(self.names), self.settings)
-        self.net.load_state_dict(ckpt["model"])
-        self.net.to(self.device).eval()
+        self.net = restore(build_unet(len(self.names), self.settings), ckpt, self.device)
 
     @torch.no_grad()
     def sample(

@@ -5,7 +5,6 @@ record them and every later job checks that it got the same fold and subjects.""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pandas as pd
 from xrayfactory.cohort.deform import DeformationParams
 from xrayfactory.cohort.landmarks import load_landmarks, save_landmarks
 from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation, save_nifti
-from xrayfactory.core.atomic import atomic_path
+from xrayfactory.core.atomic import PathLike, write_csv
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.progress import Progress
 from xrayfactory.core.rng import rng_for
@@ -48,8 +47,6 @@ from xrayfactory.synth3d.quality import (
 )
 
 log = logging.getLogger("xrayfactory")
-
-Path_ = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ def train_synth3d_autoencoder(
     spec: GridSpec,
     settings: AutoencoderSettings,
     run: Runtime,
-    out: Path_,
+    out: PathLike,
     device: str,
 ) -> None:
     """The fold's 3D autoencoder, trained on its training CTs."""
@@ -98,10 +95,10 @@ def train_synth3d_autoencoder(
 
 def train_synth3d_diffusion(
     data: FoldCTs,
-    autoencoder: Path_,
+    autoencoder: PathLike,
     settings: DiffusionSettings,
     run: Runtime,
-    out: Path_,
+    out: PathLike,
     device: str,
 ) -> None:
     """The fold's mask-conditioned latent diffusion model, in its autoencoder's latent space."""
@@ -137,8 +134,8 @@ class SamplingPlan:
 
 def sample_synth3d(
     data: FoldCTs,
-    autoencoder: Path_,
-    diffusion: Path_,
+    autoencoder: PathLike,
+    diffusion: PathLike,
     plan: SamplingPlan,
     out: tuple[list[str], list[str], list[str]],
     device: str,
@@ -183,9 +180,9 @@ def sample_synth3d(
 def render_synth3d(
     fold: int,
     volume: int,
-    ct: Path_,
-    landmarks: Path_,
-    out: Path_,
+    ct: PathLike,
+    landmarks: PathLike,
+    out: PathLike,
     plan: ViewPlan,
     drr: dict,
     device: str,
@@ -214,9 +211,9 @@ def render_synth3d(
 
 def render_drr_grid(
     subject: str,
-    ct: Path_,
-    landmarks: Path_,
-    out: Path_,
+    ct: PathLike,
+    landmarks: PathLike,
+    out: PathLike,
     plan: ViewPlan,
     drr: dict,
     spec: GridSpec,
@@ -238,10 +235,10 @@ def render_drr_grid(
 def render_drr_recon(
     fold: int,
     subject: str,
-    ct: Path_,
-    landmarks: Path_,
-    autoencoder: Path_,
-    out: Path_,
+    ct: PathLike,
+    landmarks: PathLike,
+    autoencoder: PathLike,
+    out: PathLike,
     plan: ViewPlan,
     drr: dict,
     device: str,
@@ -268,7 +265,7 @@ def synth3d_quality(
     bone_hu: float,
     labels: dict[str, int],
     names: list[str],
-    out: Path_,
+    out: PathLike,
 ) -> None:
     """Bone Dice, per-tissue HU distances and landmark offsets of the fold's generated CTs
     (`generated`: CT, label map and landmark files), beside its real CTs on the same grid."""
@@ -305,12 +302,10 @@ def synth3d_quality(
             rows[-1]["bone_dice"],
             rows[-1]["landmark_offset_mm"],
         )
-    with atomic_path(out) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_csv(pd.DataFrame(rows), out)
 
 
-def report_synth3d(tables: list[str], out: Path_) -> None:
+def report_synth3d(tables: list[str], out: PathLike) -> None:
     """The synth3d quality table of all folds."""
     table = quality_table(pd.concat([pd.read_csv(p) for p in tables], ignore_index=True))
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, out)

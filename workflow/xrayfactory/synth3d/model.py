@@ -29,16 +29,12 @@ from monai.inferers import DiffusionInferer, LatentDiffusionInferer
 from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from xrayfactory.core.checkpoints import (
-    PREEMPTED_EXIT,
-    SigtermFlag,
-    load_checkpoint,
-    save_checkpoint,
-)
+from xrayfactory.core.checkpoints import load_final, restore
 from xrayfactory.core.device import pick_device
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.progress import Progress
 from xrayfactory.core.rng import rng_for
+from xrayfactory.core.training import TrainingRun, optimiser_step
 from xrayfactory.synth3d.ctgrid import GridSpec, latent_condition
 
 log = logging.getLogger("xrayfactory")
@@ -189,49 +185,17 @@ def _fit(
     n_steps: int,
     learning_rate: float,
     loss_at: Callable[[int], torch.Tensor],
-    last: Path,
+    out: Path,
     key: dict,
     r: Runtime,
     what: str,
-) -> None:
-    """Adam on `loss_at(step)` for `n_steps`; checkpoints to `last`, resumed if `key` matches."""
+) -> TrainingRun:
+    """Adam on `loss_at(step)` for `n_steps` (core.training: resumable when `key` matches);
+    the run, for its final checkpoint."""
     opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
-    step = 0
-    if last.exists():
-        state = load_checkpoint(last)
-        if state.get("key") == key:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            step = state["step"]
-            log.info("resuming %s from %s at step %d", what, last, step)
-        else:
-            log.info("ignoring %s: it was made with other settings or data", last)
-
-    def save() -> None:
-        state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step}
-        save_checkpoint(last, {**state, "key": key})
-
-    stop = SigtermFlag()
-    progress = Progress(n_steps, what, unit="steps")
-    progress.done = step
-    net.train()
-    try:
-        while step < n_steps:
-            loss = loss_at(step)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            progress.update()
-            if stop.requested:
-                save()
-                raise SystemExit(PREEMPTED_EXIT)
-            if step % r.checkpoint_every == 0 or step == n_steps:
-                save()
-                log.info("%s step %d/%d loss %.4f", what, step, n_steps, loss.item())
-    finally:
-        stop.restore()
-    net.eval()
+    run = TrainingRun(out, key, what, n_steps, r.checkpoint_every, {"model": net, "optimizer": opt})
+    run.fit(net, lambda step: optimiser_step(opt, loss_at(step)))
+    return run
 
 
 def _crops(
@@ -292,8 +256,7 @@ def train_autoencoder(
         return F.l1_loss(rec.float(), x) + a.kl_weight * _kl(mu.float(), sigma.float())
 
     key = {"digest": _digest(spec, a, r), "meta": meta}
-    last = out.with_name(out.name + ".last.pt")
-    _fit(net, a.steps, a.learning_rate, loss_at, last, key, r, "synth3d autoencoder training")
+    run = _fit(net, a.steps, a.learning_rate, loss_at, out, key, r, "synth3d autoencoder training")
     scale = float(1 / encode(net, x_all, 1.0, dev).std())
     final = {
         "model": net.state_dict(),
@@ -302,8 +265,7 @@ def train_autoencoder(
         "autoencoder": asdict(a),
         "meta": meta,
     }
-    save_checkpoint(out, final)
-    last.unlink(missing_ok=True)
+    run.finish(final)
     log.info("latent scale factor %.3f (latent std %.3f)", scale, 1 / scale)
 
 
@@ -322,13 +284,10 @@ def load_autoencoder(
     path: str | os.PathLike,
 ) -> tuple[AutoencoderKL, float, GridSpec, AutoencoderSettings, dict]:
     """Weights (eval mode, CPU), latent scale factor, grid and settings of a trained autoencoder."""
-    ckpt = load_checkpoint(path)
-    if not {"model", "scale_factor", "grid", "autoencoder"} <= set(ckpt):
-        raise InputError(path, "not a final synth3d autoencoder checkpoint")
+    ckpt = load_final(path, "synth3d autoencoder", {"model", "scale_factor", "grid", "autoencoder"})
     a = _fields(AutoencoderSettings, ckpt["autoencoder"])
-    net = build_autoencoder(a)
-    net.load_state_dict(ckpt["model"])
-    return net.eval(), float(ckpt["scale_factor"]), _spec(ckpt["grid"]), a, ckpt.get("meta", {})
+    net = restore(build_autoencoder(a), ckpt, torch.device("cpu"))
+    return net, float(ckpt["scale_factor"]), _spec(ckpt["grid"]), a, ckpt.get("meta", {})
 
 
 def _target(sched: DDPMScheduler, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
@@ -382,11 +341,9 @@ def train_diffusion(
         return F.mse_loss(pred.float(), _target(sched, z, noise, t).to(dev))
 
     key = {"digest": _digest(spec, a, d, r), "meta": meta, "scale": scale}
-    last = out.with_name(out.name + ".last.pt")
-    _fit(unet, d.steps, d.learning_rate, loss_at, last, key, r, "synth3d diffusion training")
+    run = _fit(unet, d.steps, d.learning_rate, loss_at, out, key, r, "synth3d diffusion training")
     final = {"model": unet.state_dict(), "diffusion": asdict(d), "n_condition": conditions.shape[1]}
-    save_checkpoint(out, {**final, "meta": meta})
-    last.unlink(missing_ok=True)
+    run.finish({**final, "meta": meta})
 
 
 class Synth3D:
@@ -396,9 +353,7 @@ class Synth3D:
         self, autoencoder: str | os.PathLike, diffusion: str | os.PathLike, *, device: str = "auto"
     ):
         self.ae, self.scale, self.spec, self.a, self.meta = load_autoencoder(autoencoder)
-        ckpt = load_checkpoint(diffusion)
-        if not {"model", "diffusion", "n_condition"} <= set(ckpt):
-            raise InputError(diffusion, "not a final synth3d diffusion checkpoint")
+        ckpt = load_final(diffusion, "synth3d diffusion", {"model", "diffusion", "n_condition"})
         if ckpt["n_condition"] != len(self.spec.channels):
             raise InputError(
                 diffusion,
@@ -406,11 +361,9 @@ class Synth3D:
                 f"has {len(self.spec.channels)}",
             )
         self.d = _fields(DiffusionSettings, ckpt["diffusion"])
-        self.unet = build_unet(self.a, self.d, ckpt["n_condition"])
-        self.unet.load_state_dict(ckpt["model"])
         self.device = pick_device(device)
+        self.unet = restore(build_unet(self.a, self.d, ckpt["n_condition"]), ckpt, self.device)
         self.ae.to(self.device)
-        self.unet.to(self.device).eval()
 
     @torch.no_grad()
     def generate(
