@@ -24,7 +24,6 @@ sys.path.insert(0, str(REPO / "workflow"))
 from xrayfactory.core.config import validate_config  # noqa: E402
 from xrayfactory.detection.detector import Detector  # noqa: E402
 from xrayfactory.imaging.geometry import CArm, ViewSampler  # noqa: E402
-from xrayfactory.imaging.splits import fold_subjects  # noqa: E402
 from xrayfactory.synth2d.fidelity import sampler_row, timed  # noqa: E402
 from xrayfactory.synth2d.model import Synth2D, generate  # noqa: E402
 from xrayfactory.synth2d.shapes import shape_model_from_files  # noqa: E402
@@ -44,7 +43,8 @@ def main() -> None:
     cfg = yaml.safe_load(Path(a.config).read_text())
     validate_config(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml", where=a.config)
     res = Path(a.results)
-    train, _ = fold_subjects(res / "cohort" / "folds.csv", a.fold)
+    gen = Synth2D(res / "synth2d" / f"fold{a.fold}" / "model.pt", device=a.device)
+    train = gen.meta["subjects"]  # the fold's training subjects, as the generator records them
     shapes = shape_model_from_files(
         [str(res / "cohort" / s / "landmarks.csv") for s in train], cfg["landmarks"]["names"]
     )
@@ -52,7 +52,6 @@ def main() -> None:
     det = Detector(
         res / "detector" / "real" / f"fold{a.fold}" / f"seed{seed}" / "model.pt", device=a.device
     )
-    gen = Synth2D(res / "synth2d" / f"fold{a.fold}" / "model.pt", device=a.device)
     carm = CArm(**cfg["carm"])
     views = ViewSampler(**{k: tuple(v) for k, v in cfg["views"].items()})
     base = cfg["synth2d"]["sampler"]
