@@ -60,3 +60,13 @@ def test_no_handler_passes_the_namespace_on():
                     assert not (isinstance(arg, ast.Name) and arg.id == "a"), (
                         f"{module.name}:{call.lineno} passes the Namespace"
                     )
+
+
+def test_training_sampling_and_rendering_rules_record_a_benchmark():
+    """Real per-job time and memory (Snakemake's benchmark files) for every heavy rule."""
+    heavy = ("train_", "sample_", "render_", "import_")
+    for smk in RULES.glob("*.smk"):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0]
+            if name.startswith(heavy):
+                assert "    benchmark:\n" in block, f"{smk.name}: rule {name}"

@@ -193,6 +193,8 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert "proxy-real" in table and "deformations of one CT" in table
     assert "bootstrap (2000 resamples) of whole test images (9 clusters)" in table
     assert planned_jobs(workdir) == {}  # up to date
+    bench = pd.read_csv(res / "benchmarks" / "detector" / "real" / "fold0_seed0.tsv", sep="\t")
+    assert len(bench) == 1 and bench.s.iloc[0] > 0 and bench.max_rss.iloc[0] > 0
 
     # a test subject's image set changes (demo01: fold 1's test subject): fold 1 is evaluated
     # again, but no detector or generator of fold 1 is retrained (its inputs do not hold it)

@@ -47,6 +47,8 @@ rule import_deepfluoro:
         images="results/imagesets/real/{subject}.h5",
     log:
         "logs/cohort/import_{subject}.log",
+    benchmark:
+        "results/benchmarks/cohort/import_{subject}.tsv"
     conda:
         ENV
     container:

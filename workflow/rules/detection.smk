@@ -9,6 +9,8 @@ rule train_detector:
         "results/detector/{arm}/fold{fold}/seed{seed}/model.pt",
     log:
         "logs/detector/{arm}/fold{fold}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/detector/{arm}/fold{fold}_seed{seed}.tsv"
     conda:
         ENV
     container:
@@ -36,6 +38,8 @@ rule evaluate_detector:
         "results/predictions/{arm}/fold{fold}_seed{seed}.csv",
     log:
         "logs/evaluate/{arm}/fold{fold}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{arm}/fold{fold}_seed{seed}.tsv"
     conda:
         ENV
     container:

@@ -11,6 +11,8 @@ rule render_imageset:
         "results/imagesets/{arm}/{subject}.h5",
     log:
         "logs/imagesets/{arm}/{subject}.log",
+    benchmark:
+        "results/benchmarks/imagesets/{arm}/{subject}.tsv"
     wildcard_constraints:
         arm="real|drr",
     conda:

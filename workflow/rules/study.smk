@@ -11,6 +11,8 @@ rule realism:
         "results/realism/{arm}/fold{fold}.csv",
     log:
         "logs/realism/{arm}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/realism/{arm}/fold{fold}.tsv"
     conda:
         ENV
     container:

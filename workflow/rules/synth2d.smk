@@ -10,6 +10,8 @@ rule train_synth2d:
         "results/synth2d/fold{fold}/model.pt",
     log:
         "logs/synth2d/train_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/synth2d/train_fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -36,6 +38,8 @@ rule sample_synth2d:
         "results/imagesets/synth2d/fold{fold}/shard{shard}.h5",
     log:
         "logs/synth2d/sample_fold{fold}_shard{shard}.log",
+    benchmark:
+        "results/benchmarks/synth2d/sample_fold{fold}_shard{shard}.tsv"
     wildcard_constraints:
         shard=r"\d+",
     conda:
@@ -66,6 +70,8 @@ rule synth2d_fidelity:
         steps="results/synth2d/fold{fold}/sampler_steps.csv",
     log:
         "logs/synth2d/fidelity_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/synth2d/fidelity_fold{fold}.tsv"
     conda:
         ENV
     container:

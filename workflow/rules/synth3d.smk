@@ -12,6 +12,8 @@ rule train_synth3d_autoencoder:
         "results/synth3d/fold{fold}/autoencoder.pt",
     log:
         "logs/synth3d/autoencoder_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/synth3d/autoencoder_fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -40,6 +42,8 @@ rule train_synth3d_diffusion:
         "results/synth3d/fold{fold}/diffusion.pt",
     log:
         "logs/synth3d/diffusion_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/synth3d/diffusion_fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -72,6 +76,8 @@ rule sample_synth3d:
         landmarks=synth3d_volumes("{fold}", "landmarks.csv"),
     log:
         "logs/synth3d/sample_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/synth3d/sample_fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -101,6 +107,8 @@ rule render_synth3d:
         "results/imagesets/synth3d/fold{fold}/vol{vol}.h5",
     log:
         "logs/imagesets/synth3d/fold{fold}_vol{vol}.log",
+    benchmark:
+        "results/benchmarks/imagesets/synth3d/fold{fold}_vol{vol}.tsv"
     wildcard_constraints:
         vol=r"\d+",
     conda:
@@ -129,6 +137,8 @@ rule render_drr_grid:
         "results/imagesets/drr_grid/{subject}.h5",
     log:
         "logs/imagesets/drr_grid/{subject}.log",
+    benchmark:
+        "results/benchmarks/imagesets/drr_grid/{subject}.tsv"
     conda:
         ENV
     container:
@@ -155,6 +165,8 @@ rule render_drr_recon:
         "results/imagesets/drr_recon/fold{fold}/{subject}.h5",
     log:
         "logs/imagesets/drr_recon/fold{fold}_{subject}.log",
+    benchmark:
+        "results/benchmarks/imagesets/drr_recon/fold{fold}_{subject}.tsv"
     conda:
         ENV
     container:
@@ -219,6 +231,8 @@ rule synth3d_quality:
         "results/synth3d/fold{fold}/quality.csv",
     log:
         "logs/synth3d/quality_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/synth3d/quality_fold{fold}.tsv"
     conda:
         ENV
     container:
