@@ -24,7 +24,7 @@ if DEEPFLUORO:
 
 
 # Run beside Snakemake, never submitted to a cluster: the targets, the download (compute nodes
-# often have no internet) and the second-long bookkeeping and table jobs.
+# often have no internet), the cohort check and the second-long bookkeeping and table jobs.
 localrules:
     all,
     real,
@@ -34,6 +34,7 @@ localrules:
     fetch_demo_data,
     folds,
     cohort_sheet,
+    check_cohort,
     report_realism,
     report_synth2d,
     report_synth3d,

@@ -148,3 +148,22 @@ def test_outputs_already_computed_are_kept_when_a_step_fails(tmp_path):
     (tmp_path / "bad.nii.gz").write_bytes(b"\x1f\x8b broken")
     assert _landmarks_cli(tmp_path / "ct.nii.gz", tmp_path / "bad.nii.gz", out).returncode == 2
     assert out.read_text() == good
+
+
+def test_non_numeric_landmark_is_a_message_not_a_traceback(tmp_path):
+    """A landmark file with a non-numeric coordinate (once a pandas traceback)."""
+    import json
+
+    lm = tmp_path / "landmarks.csv"
+    lm.write_text(
+        "name,x,y,z\n" + "\n".join(f"{n},0,150,200" for n in NAMES[:-1]) + "\nL5,0,1o0,0\n"
+    )
+    settings = {"names": NAMES}
+    out = tmp_path / "qc.png"
+    r = _cli(
+        "subject-qc", "--ct", str(CT_PATH), "--seg", str(SEG_PATH), "--landmarks", str(lm),
+        "--subject", "s", "--out", str(out), "--settings", json.dumps(settings),
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"error: {lm}: row 10 (L5): non-numeric coordinate in 0, 1o0, 0" in r.stderr
+    assert not out.exists()

@@ -40,6 +40,7 @@ def test_dag_of_the_default_configuration(tmp_path):
         "demo_landmarks": 1,
         "demo_subject": n,
         "cohort_sheet": 1,
+        "check_cohort": 1,
         "subject_qc": n,
         "folds": 1,
         "render_imageset": 2 * n,

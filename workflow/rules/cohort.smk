@@ -1,5 +1,6 @@
 # The cohort: the demo's real CT (mirror or download), its landmarks, K deformed subjects, the
-# cohort sheet, subject QC figures and the subject-level folds.
+# cohort sheet, the cohort check (every job that reads a subject waits for it), subject QC
+# figures and the subject-level folds.
 
 
 rule fetch_demo_data:
@@ -109,6 +110,7 @@ rule cohort_sheet:
 
 rule subject_qc:
     input:
+        checked=CHECKED,
         ct=subject_file("ct"),
         seg=subject_file("segmentation"),
         landmarks=subject_file("landmarks"),
@@ -135,6 +137,34 @@ rule subject_qc:
     shell:
         "python -m xrayfactory --threads {threads} subject-qc --ct {input.ct} --seg {input.seg}"
         " --landmarks {input.landmarks} --subject {wildcards.subject} --out {output}"
+        " --settings {params.settings:q} 2> {log}"
+
+
+rule check_cohort:
+    input:
+        ct=cohort_files("ct"),
+        seg=cohort_files("segmentation"),
+        landmarks=cohort_files("landmarks"),
+    output:
+        "results/cohort/checked.csv",
+    log:
+        "logs/cohort/check_cohort.log",
+    conda:
+        ENV
+    container:
+        CPU_IMAGE
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        subjects=SUBJECTS,
+        settings=settings(
+            names=config["landmarks"]["names"], groups=checked_label_groups()
+        ),
+    shell:
+        "python -m xrayfactory check-cohort --out {output} --subjects {params.subjects}"
+        " --ct {input.ct} --seg {input.seg} --landmarks {input.landmarks}"
         " --settings {params.settings:q} 2> {log}"
 
 

@@ -57,6 +57,24 @@ def subject_file(kind):
     return get
 
 
+def cohort_files(kind):
+    """Every subject's file of one kind (ct, segmentation, landmarks), in cohort order."""
+    get = subject_file(kind)
+    return [get(SimpleNamespace(subject=s)) for s in SUBJECTS]
+
+
+def checked_label_groups():
+    """Label groups every subject's map must hold: the synth3d bone groups, where an arm
+    builds on the synth3d grid (synth3d and its controls)."""
+    if not {"synth3d", "drr_grid", "drr_recon"} & set(config["detector"]["arms"]):
+        return {}
+    section = config["synth3d"]
+    return {group: section["condition"][group] for group in section["bone"]}
+
+
+CHECKED = "results/cohort/checked.csv"
+
+
 def settings(**extra):
     """JSON settings for the CLI: the config sections a step uses (reruns it when they change)."""
     return json.dumps(

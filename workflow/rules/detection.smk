@@ -4,6 +4,7 @@
 
 rule train_detector:
     input:
+        checked=CHECKED,
         shards=imageset_shards,
     output:
         "results/detector/{arm}/fold{fold}/seed{seed}/model.pt",
@@ -58,6 +59,7 @@ rule evaluate_detector:
 
 rule baseline_predictions:
     input:
+        checked=CHECKED,
         train=fold_real_shards("train"),
         test=fold_real_shards("test"),
     output:

@@ -5,6 +5,7 @@
 
 rule render_imageset:
     input:
+        checked=CHECKED,
         ct=subject_file("ct"),
         landmarks=subject_file("landmarks"),
     output:

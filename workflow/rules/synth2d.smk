@@ -5,6 +5,7 @@
 
 rule train_synth2d:
     input:
+        checked=CHECKED,
         shards=fold_real_shards("train"),
     output:
         "results/synth2d/fold{fold}/model.pt",

@@ -6,6 +6,7 @@
 
 rule train_synth3d_autoencoder:
     input:
+        checked=CHECKED,
         ct=fold_subject_files("ct"),
         seg=fold_subject_files("segmentation"),
     output:
@@ -131,6 +132,7 @@ rule render_synth3d:
 
 rule render_drr_grid:
     input:
+        checked=CHECKED,
         ct=subject_file("ct"),
         landmarks=subject_file("landmarks"),
     output:
@@ -158,6 +160,7 @@ rule render_drr_grid:
 
 rule render_drr_recon:
     input:
+        checked=CHECKED,
         ct=subject_file("ct"),
         landmarks=subject_file("landmarks"),
         autoencoder=rules.train_synth3d_autoencoder.output,

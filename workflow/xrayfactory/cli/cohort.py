@@ -44,6 +44,14 @@ def subject_qc(a: argparse.Namespace) -> None:
     job(a.ct, a.seg, a.landmarks, a.settings["names"], f"{a.subject}: 3D landmarks", a.out)
 
 
+def check_cohort(a: argparse.Namespace) -> None:
+    from xrayfactory.cohort.check import SubjectFiles, check_cohort
+
+    columns = (a.subjects, a.ct, a.seg, a.landmarks)
+    subjects = [SubjectFiles(*row) for row in zip(*columns, strict=True)]
+    check_cohort(subjects, a.settings["names"], a.settings["groups"], a.out)
+
+
 def folds(a: argparse.Namespace) -> None:
     from xrayfactory.cohort.jobs import folds as job
 
@@ -84,6 +92,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, required=True)
     add_settings(p)
     p.set_defaults(handler=subject_qc)
+
+    p = sub.add_parser(
+        "check-cohort", help="read and cross-check every subject; report every problem at once"
+    )
+    p.add_argument("--out", required=True)
+    for flag in ("--subjects", "--ct", "--seg", "--landmarks"):
+        p.add_argument(flag, nargs="+", required=True)
+    add_settings(p)
+    p.set_defaults(handler=check_cohort)
 
     p = sub.add_parser("folds", help="subject-level folds")
     p.add_argument("--out", required=True)

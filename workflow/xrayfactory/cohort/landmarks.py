@@ -11,6 +11,7 @@ Landmark files are CSV with columns ``name,x,y,z`` in world (RAS+) millimetres.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable, Sequence
 
@@ -195,28 +196,50 @@ def save_landmarks(path: str | os.PathLike, landmarks: dict[str, np.ndarray]) ->
         df.to_csv(tmp, index=False)
 
 
+def _rows(path: str | os.PathLike) -> list[list[str]]:
+    try:
+        with open(path, newline="") as f:
+            return [row for row in csv.reader(f) if row]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(path, f"not a readable landmark CSV: {e}") from e
+
+
 def load_landmarks(
     path: str | os.PathLike, names: Sequence[str], volume: Volume | None = None
 ) -> dict[str, np.ndarray]:
-    """Read the named landmarks; each must be present, finite and (if given) inside `volume`."""
+    """Read the named landmarks (CSV name,x,y,z in world mm); each must be present once,
+    numeric, finite and (if given) inside `volume`. Every problem of the file is reported at
+    once."""
     if not os.path.exists(path):
         raise InputError(path, "landmark file does not exist")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError(path, f"not a readable landmark CSV: {e}") from e
-    if list(df.columns[:4]) != ["name", "x", "y", "z"]:
-        raise InputError(
-            path, f"expected columns name,x,y,z; found {','.join(map(str, df.columns))}"
-        )
-    table = {str(r.name): np.array([r.x, r.y, r.z], float) for r in df.itertuples()}
-    missing = [n for n in names if n not in table]
+    rows = _rows(path)
+    if not rows or rows[0][:4] != ["name", "x", "y", "z"]:
+        found = ",".join(rows[0]) if rows else "an empty file"
+        raise InputError(path, f"expected columns name,x,y,z; found {found}")
+    width = len(rows[0])
+    problems, table = [], {}
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != width:
+            problems.append(f"row {line} has {len(row)} fields, the header {width}")
+            continue
+        name = row[0]
+        try:
+            point = np.array([float(v) for v in row[1:4]])
+        except ValueError:
+            problems.append(f"row {line} ({name}): non-numeric coordinate in {', '.join(row[1:4])}")
+            continue
+        if name in table:
+            problems.append(f"landmark {name} listed more than once")
+        table[name] = point
+    missing = [n for n in names if n not in table and not any(f"({n})" in q for q in problems)]
     if missing:
-        raise InputError(path, f"missing landmark(s): {', '.join(missing)}")
-    out = {n: table[n] for n in names}
+        problems.append(f"missing landmark(s): {', '.join(missing)}")
+    out = {n: table[n] for n in names if n in table}
     for n, p in out.items():
         if not np.all(np.isfinite(p)):
-            raise InputError(path, f"landmark {n} has non-finite coordinates {p}")
-        if volume is not None and not volume.contains(p)[0]:
-            raise InputError(path, f"landmark {n} at {np.round(p, 1)} mm lies outside the volume")
+            problems.append(f"landmark {n} has non-finite coordinates {p}")
+        elif volume is not None and not volume.contains(p)[0]:
+            problems.append(f"landmark {n} at {np.round(p, 1)} mm lies outside the volume")
+    if problems:
+        raise InputError(path, "; ".join(problems))
     return out

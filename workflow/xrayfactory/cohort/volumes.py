@@ -48,7 +48,8 @@ class Volume:
         return np.all((ijk >= -0.5) & (ijk <= np.asarray(self.shape) - 0.5), axis=1)
 
 
-def _read(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D volume's voxels and affine, checked to be readable, 3D and on a valid grid."""
     if not os.path.exists(path):
         raise InputError(path, "file does not exist")
     try:
@@ -68,7 +69,7 @@ def _read(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 def load_ct(path: str | os.PathLike) -> Volume:
     """Read a CT in Hounsfield units as float32; reject NaN/inf voxels."""
-    data, affine = _read(path)
+    data, affine = read_nifti(path)
     if not np.issubdtype(data.dtype, np.number):
         raise InputError(path, f"voxel type {data.dtype} is not numeric")
     data = data.astype(np.float32)
@@ -80,7 +81,7 @@ def load_ct(path: str | os.PathLike) -> Volume:
 
 def load_segmentation(path: str | os.PathLike, ct: Volume, ct_path: str | os.PathLike) -> Volume:
     """Read an integer label map that must share the CT's grid (shape and affine)."""
-    data, affine = _read(path)
+    data, affine = read_nifti(path)
     if data.shape != ct.shape:
         raise InputError(
             path, f"segmentation grid {data.shape} differs from the CT {ct_path} grid {ct.shape}"
