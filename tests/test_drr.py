@@ -7,6 +7,7 @@ from scipy import ndimage as ndi
 
 from tests.conftest import sphere_volume
 from xrayfactory.cohort.volumes import Volume
+from xrayfactory.core.errors import InputError
 from xrayfactory.imaging.drr import DeepDRRRenderer, TorchRenderer, make_renderer
 from xrayfactory.imaging.geometry import CArm, project, projection_matrix, source_position
 from xrayfactory.imaging.raycast import line_integrals
@@ -111,11 +112,11 @@ def test_polychromatic_beam_hardening():
 
 
 def test_renderer_selection_errors():
-    with pytest.raises(ValueError, match="unknown DRR backend"):
+    with pytest.raises(InputError, match="drr.backend: unknown DRR backend 'raytracer'"):
         make_renderer("raytracer")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="needs an NVIDIA GPU"):
-            make_renderer("deepdrr")
+        with pytest.raises(InputError, match="drr.backend: deepdrr needs an NVIDIA GPU"):
+            make_renderer("deepdrr", kvp=90.0)
         assert isinstance(make_renderer("auto"), TorchRenderer)
 
 

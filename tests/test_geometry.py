@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from xrayfactory.core.errors import InputError
 from xrayfactory.imaging.geometry import (
     CArm,
     ViewSampler,
@@ -89,8 +90,8 @@ def test_sampler_respects_ranges_and_seed():
 
 
 def test_carm_rejects_impossible_geometry():
-    with pytest.raises(ValueError, match="sid"):
-        CArm(sdd=500, sid=600)
+    with pytest.raises(InputError, match="carm.sid and carm.sdd: need 0 < sid < sdd"):
+        CArm(sdd=500, sid=600, downsample=1)
 
 
 def test_decompose_projection_round_trip():

@@ -90,7 +90,7 @@ def test_shape_model_of_one_subject_is_that_subject():
 
 
 def test_new_views_label_the_generated_grid_like_the_detector_resize():
-    carm = CArm(detector_rows=384, detector_cols=384, pixel_spacing=2.0)
+    carm = CArm(detector_rows=384, detector_cols=384, pixel_spacing=2.0, downsample=1)
     shapes = ShapeModel.fit(_subjects(4), NAMES, "t").sample(5, np.random.default_rng(2))
     sampler = ViewSampler(lao_deg=(-20, 20), cran_deg=(-10, 10))
     views, ps, uv, vis = shape_views(shapes, NAMES, carm, sampler, np.random.default_rng(3), 64)
@@ -195,7 +195,9 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, generator):
 def test_train_then_sample_makes_labelled_image_sets(generator, tmp_path, kind):
     gen = Synth2D(generator, device="cpu")
     shapes = ShapeModel.fit(_subjects(3), NAMES, "t")
-    carm = CArm(detector_rows=160, detector_cols=160, pixel_spacing=2.0, sdd=1000, sid=600)
+    carm = CArm(
+        detector_rows=160, detector_cols=160, pixel_spacing=2.0, sdd=1000, sid=600, downsample=1
+    )
     sampler = {"kind": kind, "steps": 10, "guidance": 2.0, "batch_size": 3}
     views = ViewSampler(lao_deg=(-10, 10))
     made = [

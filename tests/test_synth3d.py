@@ -96,7 +96,9 @@ def _phantom(shift_mm: float, *, shape=(32, 32, 32), spacing=5.0) -> tuple[Volum
 
 def test_condition_channels_are_voxel_fractions_on_the_latent_grid():
     ct, seg, _ = _phantom(0.0)
-    spec = GridSpec(shape=(32, 32, 32), spacing_mm=5.0, groups=(("bone", (77,)), ("organs", (21,))))
+    spec = GridSpec(
+        shape=(32, 32, 32), spacing_mm=5.0, groups=(("bone", (77,)), ("organs", (21,))), bone=()
+    )
     affine = model_affine(ct, spec)
     cond = condition(seg.data, ct.data > -500, ct.affine, affine, spec)
     assert cond.shape == (3, 32, 32, 32) and spec.channels == ["body", "bone", "organs"]
@@ -116,7 +118,7 @@ def test_model_grid_keeps_the_world_frame_of_an_oblique_lps_volume():
     flip = np.diag([-1.0, -1.0, 1.0, 1.0])  # LPS-like voxel axes
     vol = Volume(bead.data, flip @ bead.affine)
     centre = flip[:3, :3] @ centre  # where the bead is in this volume's world
-    spec = GridSpec(shape=(24, 20, 20), spacing_mm=4.0)
+    spec = GridSpec(shape=(24, 20, 20), spacing_mm=4.0, bone=())
     affine = model_affine(vol, spec)
     # same centre, same axis directions, the requested spacing
     ref_centre = vol.voxel_to_world((np.asarray(vol.shape)[None] - 1) / 2)[0]
@@ -135,7 +137,9 @@ def test_model_grid_keeps_the_world_frame_of_an_oblique_lps_volume():
 
 def test_deformed_mask_carries_landmarks_with_the_labels():
     ct, seg, lm = _phantom(0.0, shape=(64, 64, 64), spacing=2.5)
-    spec = GridSpec(shape=(64, 64, 64), spacing_mm=2.5, groups=(("bone", (77,)), ("organs", (21,))))
+    spec = GridSpec(
+        shape=(64, 64, 64), spacing_mm=2.5, groups=(("bone", (77,)), ("organs", (21,))), bone=()
+    )
     params = DeformationParams(displacement_sd_mm=6.0, scale_sd=0.08, rotation_sd_deg=5.0)
     m = deformed_mask("p0", ct, seg, lm, spec, params, rng_for(0, "test", 1))
     grid = Volume(m.seg, m.affine)
@@ -355,6 +359,7 @@ def test_landmarks_re_derived_from_the_drawn_bone_measure_where_the_anatomy_is(d
     assert moved["landmark_offset_mm"] > 2.5 * floor["landmark_offset_mm"]
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_training_with_bf16_and_activation_checkpointing(study, tmp_path):
     settings = json.dumps({"seed": 0, "device": "cuda", "synth3d": TINY})
@@ -371,7 +376,8 @@ def test_samplers_do_not_clip_unit_variance_latents(kind):
     default clip_sample=True cut it to 1, about a third of all values)."""
     from xrayfactory.synth3d.model import DiffusionSettings, make_sampler
 
-    sched = make_sampler(kind, 10, DiffusionSettings(prediction="sample"))
+    settings = DiffusionSettings(channels=(8,), steps=1, learning_rate=1e-3, prediction="sample")
+    sched = make_sampler(kind, 10, settings)
     x0 = torch.full((1, 4, 2, 2, 2), 3.0)
     t = sched.timesteps[-1]
     _, predicted = sched.step(x0, t, torch.zeros_like(x0))

@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 from scipy.spatial.transform import Rotation
 
 from xrayfactory.cohort.volumes import Volume
+from xrayfactory.core.errors import InputError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +71,11 @@ class Warp:
             q = q - residual @ lin_inv.T
             if np.abs(residual).max() < tol_mm:
                 return q
-        raise RuntimeError("landmark transport did not converge: deformation too strong")
+        raise InputError(
+            "config key cohort.deformation",
+            "landmark transport did not converge: the deformation is too strong "
+            "(reduce displacement_sd_mm)",
+        )
 
     def min_jacobian(self) -> float:
         """Smallest Jacobian determinant of phi over a coarse lattice (must stay positive)."""
@@ -98,7 +103,10 @@ def draw_warp(grid: Volume, params: DeformationParams, rng: np.random.Generator)
         warp = Warp(grid, params, rng)
         if warp.min_jacobian() > 0.2:
             return warp
-    raise ValueError("could not draw a diffeomorphic deformation: reduce displacement_sd_mm")
+    raise InputError(
+        "config key cohort.deformation.displacement_sd_mm",
+        "could not draw a diffeomorphic deformation in 20 tries: reduce it",
+    )
 
 
 def vary_intensity(

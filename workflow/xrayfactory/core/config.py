@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -88,3 +89,60 @@ def _check_synth3d(section: dict, where: str) -> None:
             f"synth3d.autoencoder.patch {section['autoencoder']['patch']} by {patch_factor} "
             "(the networks' downsampling)",
         )
+
+
+def _value(v: Any) -> str:
+    """A config value as the README shows it (long strings shortened)."""
+    text = json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
+    return f"`{text if len(text) <= 60 else text[:57] + '...'}`"
+
+
+def _rows(schema: dict, config: dict, prefix: str = "") -> list[str]:
+    rows = []
+    for name, sub in schema.get("properties", {}).items():
+        key = f"{prefix}{name}"
+        value = config.get(name, _UNSET) if isinstance(config, dict) else _UNSET
+        if "properties" in sub:
+            rows += _rows(sub, value if isinstance(value, dict) else {}, f"{key}.")
+            continue
+        demo = "" if value is _UNSET or value == sub.get("default") else _value(value)
+        rows.append(f"| `{key}` | {_value(sub.get('default'))} | {demo} | {sub['description']} |")
+    return rows
+
+
+_UNSET = object()
+_HEADER = """\
+# Configuration keys
+
+<!-- Generated from workflow/schemas/config.schema.yaml and config/config.yaml by
+     `python -m xrayfactory.core.config > config/README.md`; edit those, not this file. -->
+
+Every key has its default and its description in `workflow/schemas/config.schema.yaml`, the one
+source of settings: the workflow fills the defaults when it validates the config, before any job,
+and a key the schema does not know stops the run with a message naming it. `config/config.yaml`
+is the embedded demo; the `config.yaml` column shows where it differs from the default. Override
+with `--configfile other.yaml` (merged section by section) or `--config key=value`.
+"""
+
+
+def reference(schema_path: str | os.PathLike, config_path: str | os.PathLike) -> str:
+    """config/README.md: one table per section, key by key (default, demo value, meaning)."""
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    with open(config_path) as f:
+        config = yaml.safe_load(f) or {}
+    table = ["| key | default | config.yaml | meaning |", "| --- | --- | --- | --- |"]
+    top = {k: v for k, v in schema["properties"].items() if "properties" not in v}
+    parts = [_HEADER, "## Top level\n", *table, *_rows({"properties": top}, config), ""]
+    for name, sub in schema["properties"].items():
+        if "properties" in sub:
+            section = _rows(sub, config.get(name) or {}, f"{name}.")
+            parts += [f"## `{name}`\n", sub["description"] + "\n", *table, *section, ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    print(reference(repo / "workflow/schemas/config.schema.yaml", repo / "config/config.yaml"))

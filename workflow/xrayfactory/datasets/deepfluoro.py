@@ -256,7 +256,7 @@ def check_handedness(where: str, p: np.ndarray, spec: str, pid: str) -> None:
     """Refuse an imported P whose handedness differs from the synthetic C-arm's (our DRRs and
     views, `geometry.projection_matrix`): its images would be mirror images of the DRRs of the
     same pose, with left and right swapped, even where its reprojection error is small."""
-    ours = handedness(projection_matrix(CArm(), np.zeros(6), np.zeros(3)))
+    ours = handedness(projection_matrix(CArm(downsample=1), np.zeros(6), np.zeros(3)))
     theirs = handedness(p)
     if theirs != ours:
         raise InputError(

@@ -107,6 +107,7 @@ def _real_imageset(
         detector_rows=rows,
         detector_cols=cols,
         pixel_spacing=spacing,
+        downsample=1,  # the images are already downsampled: `spacing` is theirs
     )
     points = np.stack(list(spec.landmarks.values()))
     projected = np.stack([project(p, points)[0] for p in projs.projection])

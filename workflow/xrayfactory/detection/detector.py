@@ -54,7 +54,8 @@ class DetectorSettings:
         """The settings of the config's `detector` section (keys the network does not use, such
         as arms and seeds, are ignored) for one seed."""
         fields = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
-        fields["channels"] = tuple(fields.get("channels", cls.channels))
+        if "channels" in fields:
+            fields["channels"] = tuple(fields["channels"])
         return cls(**fields, seed=seed)
 
     def digest(self) -> str:

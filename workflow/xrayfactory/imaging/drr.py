@@ -22,6 +22,7 @@ import torch
 
 from xrayfactory.cohort.volumes import Volume
 from xrayfactory.core.device import pick_device
+from xrayfactory.core.errors import InputError
 from xrayfactory.core.progress import Progress
 from xrayfactory.imaging.physics import mass_attenuation, tube_spectrum
 from xrayfactory.imaging.raycast import line_integrals
@@ -128,11 +129,15 @@ def make_renderer(backend: str, **kwargs: object) -> Renderer:
         log.info("DRR backend: %s", backend)
     if backend == "deepdrr":
         if not torch.cuda.is_available():
-            raise RuntimeError("the deepdrr backend needs an NVIDIA GPU; use backend 'torch'")
-        return DeepDRRRenderer(kvp=float(kwargs.get("kvp", 90.0)))  # type: ignore[arg-type]
+            raise InputError(
+                "config key drr.backend", "deepdrr needs an NVIDIA GPU; use backend 'torch'"
+            )
+        return DeepDRRRenderer(kvp=float(kwargs["kvp"]))  # type: ignore[arg-type]
     if backend == "torch":
         return TorchRenderer(**kwargs)  # type: ignore[arg-type]
-    raise ValueError(f"unknown DRR backend {backend!r} (torch, deepdrr, auto)")
+    raise InputError(
+        "config key drr.backend", f"unknown DRR backend {backend!r} (torch, deepdrr, auto)"
+    )
 
 
 def deepdrr_available() -> bool:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xrayfactory.core.errors import InputError
+
 VIEW_FIELDS = ("lao_deg", "cran_deg", "roll_deg", "tx_mm", "ty_mm", "tz_mm")
 
 # AP base frame: rows of R are the image column axis, row axis and principal ray (world).
@@ -33,11 +35,14 @@ class CArm:
     detector_rows: int = 1536
     detector_cols: int = 1536
     pixel_spacing: float = 0.194
-    downsample: int = 1
+    downsample: int
 
     def __post_init__(self) -> None:
         if not 0 < self.sid < self.sdd:
-            raise ValueError(f"need 0 < sid < sdd, got sid={self.sid}, sdd={self.sdd}")
+            raise InputError(
+                "config keys carm.sid and carm.sdd",
+                f"need 0 < sid < sdd, got sid={self.sid}, sdd={self.sdd}",
+            )
 
     @property
     def rows(self) -> int:

@@ -17,7 +17,9 @@ from xrayfactory.imaging.geometry import CArm, project, projection_matrix
 from xrayfactory.imaging.imageset import ImageSet
 
 # A wide virtual detector so that the whole pelvis shows in the QC projections.
-_QC_CARM = CArm(sdd=2000.0, sid=1500.0, detector_rows=256, detector_cols=256, pixel_spacing=2.0)
+_QC_CARM = CArm(
+    sdd=2000.0, sid=1500.0, detector_rows=256, detector_cols=256, pixel_spacing=2.0, downsample=1
+)
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from xrayfactory.cohort.volumes import Volume
-from xrayfactory.core.errors import InputError
 from xrayfactory.core.rng import rng_for
 from xrayfactory.imaging.acquisition import AcquisitionParams, ProxyRealAcquisition
 from xrayfactory.imaging.drr import make_renderer
@@ -61,10 +60,7 @@ def drr_imageset(
     `attrs` add to the provenance, a "generator" there wraps the renderer's name ("{drr}")."""
     opts = dict(drr)
     backend = opts.pop("backend")
-    try:
-        renderer = make_renderer(backend, device=device, **opts)
-    except (ValueError, RuntimeError) as e:
-        raise InputError("config key drr.backend", str(e)) from None
+    renderer = make_renderer(backend, device=device, **opts)
     generator = f"drr:{type(renderer).__name__}"
     extra = dict(attrs or {})
     if "generator" in extra:

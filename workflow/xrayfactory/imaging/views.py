@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from xrayfactory.core.errors import InputError
 from xrayfactory.imaging.geometry import CArm, ViewSampler, project, projection_matrix, visible
 from xrayfactory.imaging.imageset import ImageSet
 
@@ -75,7 +76,10 @@ def shape_views(
     a size x size image of the whole detector: views (N, 6), P (N, 3, 4), 2D landmarks (N, L, 2)
     and visibility (N, L)."""
     if carm.rows != carm.cols:
-        raise ValueError(f"generated images are square; the detector is {carm.rows}x{carm.cols}")
+        raise InputError(
+            "config keys carm.detector_rows and carm.detector_cols",
+            f"synth2d generates square images; the detector is {carm.rows} x {carm.cols} px",
+        )
     views = sampler.sample(len(shapes), rng)
     scale = pixel_rescale(carm.cols / size)
     ps, uv, vis = [], [], []

@@ -25,12 +25,12 @@ AIR_HU = -1024.0
 class GridSpec:
     """Shape and spacing of the model grid, the HU window and the conditioning label groups."""
 
-    shape: tuple[int, int, int] = (48, 40, 40)
-    spacing_mm: float = 8.0
+    shape: tuple[int, int, int]
+    spacing_mm: float
     hu_range: tuple[float, float] = (-1024.0, 1600.0)
     body_hu: float = -500.0
     groups: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    bone: tuple[str, ...] = ()
+    bone: tuple[str, ...]
 
     @property
     def channels(self) -> list[str]:

@@ -44,23 +44,23 @@ SAMPLERS = ("ddpm", "ddim")
 
 @dataclass(frozen=True, kw_only=True)
 class AutoencoderSettings:
-    channels: tuple[int, ...] = (8, 16, 16)
+    channels: tuple[int, ...]
     latent_channels: int = 4
-    patch: tuple[int, int, int] = (32, 32, 32)
-    steps: int = 300
+    patch: tuple[int, int, int]
+    steps: int
     batch_size: int = 2
-    learning_rate: float = 1e-3
+    learning_rate: float
     kl_weight: float = 1e-6
 
 
 @dataclass(frozen=True, kw_only=True)
 class DiffusionSettings:
-    channels: tuple[int, ...] = (16, 32)
+    channels: tuple[int, ...]
     timesteps: int = 1000
     prediction: str = "epsilon"
-    steps: int = 400
+    steps: int
     batch_size: int = 2
-    learning_rate: float = 1e-3
+    learning_rate: float
 
 
 @dataclass(frozen=True, kw_only=True)
