@@ -25,7 +25,7 @@ from tests.deepfluoro_fixture import (
     write_deepfluoro,
     write_preprocessed,
 )
-from tests.study import TINY, planned_jobs, run, study_dir
+from tests.study import TINY, load_config, planned_jobs, run, study_dir
 from xrayfactory.cohort.landmarks import load_landmarks
 from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation
 from xrayfactory.core.errors import InputError
@@ -398,29 +398,8 @@ def test_tiny_study_on_the_fixture(fixture_file, tmp_path):
     (from the preprocessed variant) are the real arm and the test images, its CTs feed the drr
     and synth3d arms."""
     ds = write_preprocessed(fixture_file, tmp_path / "ipcai_2020_ds_4x.h5")
-    tiny = {
-        **TINY,
-        "cohort": {"source": "deepfluoro"},
-        "deepfluoro": {
-            "file": str(fixture_file),
-            "preprocessed": str(ds),
-            "specimens": list(SPECIMENS[:3]),
-            "preprocessing": {"border": 16, "downsample": 4},
-        },
-        "landmarks": {"names": NAMES},
-        "carm": {
-            "detector_rows": 224,
-            "detector_cols": 224,
-            "pixel_spacing": 1.94,
-            "downsample": 4,
-        },
-        "synth3d": {
-            **TINY["synth3d"],
-            "condition": {"pelvis": [1, 2], "spine": [3, 4], "femur": [5, 6]},
-        },
-        # the four study arms (the controls run in the demo's tiny study)
-        "detector": {**TINY["detector"], "arms": ["real", "drr", "synth3d", "synth2d"]},
-    }
+    tiny = load_config("deepfluoro_tiny", TINY)
+    tiny["deepfluoro"] |= {"file": str(fixture_file), "preprocessed": str(ds)}
     workdir = study_dir(tmp_path / "study", tiny)
     r = run(workdir, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -20,7 +20,15 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.study import SNAKEMAKE, TINY, planned_jobs, planned_runs, run, study_dir
+from tests.study import (
+    RUN_LIMIT_S,
+    SNAKEMAKE,
+    TINY,
+    planned_jobs,
+    planned_runs,
+    run,
+    study_dir,
+)
 from xrayfactory.cohort.sheet import folds
 
 
@@ -119,6 +127,8 @@ def tiny_study(tmp_path_factory) -> Path:
     workdir = study_dir(tmp_path_factory.mktemp("tiny"), TINY)
     r = run(workdir, "--cores", "2")
     assert r.returncode == 0, r.stderr[-3000:]
+    # kept apart: the tests below change the study (and restore it), but may fail midway
+    shutil.copy(workdir / "results" / "report" / "metrics.csv", workdir / "reference_metrics.csv")
     return workdir
 
 
@@ -201,14 +211,16 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     # again, but no detector or generator of fold 1 is retrained (its inputs do not hold it)
     shard = res / "imagesets" / "real" / "demo01.h5"
     shutil.copy2(shard, tmp_path / "demo01.h5")
-    with h5py.File(shard, "a") as f:  # new content (a newer mtime alone does not count)
-        f.attrs["edited"] = "by the test"
-    jobs = planned_runs(workdir)
+    try:
+        with h5py.File(shard, "a") as f:  # new content (a newer mtime alone does not count)
+            f.attrs["edited"] = "by the test"
+        jobs = planned_runs(workdir)
+    finally:
+        shutil.copy2(tmp_path / "demo01.h5", shard)
     trained = {(rule, w["fold"]) for rule, w in jobs if rule.startswith("train_")}
     assert ("train_detector", "0") in trained and ("train_synth2d", "2") in trained
     assert not [job for job in trained if job[1] == "1"], trained
     assert ("evaluate_detector", "1") in {(rule, w.get("fold")) for rule, w in jobs}
-    shutil.copy2(tmp_path / "demo01.h5", shard)
     assert planned_jobs(workdir) == {}
 
     # regenerate from cache: without the report, only the report is planned
@@ -222,6 +234,9 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (workdir / "report.html").stat().st_size > 10_000
 
+    # config changes, planned on a copy of the study (the study itself stays as it is)
+    scope = tmp_path / "scope"
+    shutil.copytree(workdir, scope, symlinks=True)
     # a sampler change resamples synth2d and reruns what depends on it, nothing else
     changed = {**TINY, "synth2d": {**TINY["synth2d"], "sampler": {"kind": "ddim", "steps": 3}}}
     arm_jobs = {
@@ -233,18 +248,18 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "realism": 3,
         "report_synth2d": 1,
     }
-    study_dir(workdir, changed)
-    assert planned_jobs(workdir) == {**arm_jobs, "report": 1, "report_realism": 1, "all": 1}
-    assert planned_jobs(workdir, "synth2d") == {**arm_jobs, "synth2d": 1}  # the arm's target
+    study_dir(scope, changed)
+    assert planned_jobs(scope) == {**arm_jobs, "report": 1, "report_realism": 1, "all": 1}
+    assert planned_jobs(scope, "synth2d") == {**arm_jobs, "synth2d": 1}  # the arm's target
     # a drr renderer change re-renders the DRR arms (drr; synth3d shares its renderer by
     # design) and reruns what depends on them: no real or synth2d job, no synth3d generator job
     changed = {**TINY, "drr": {**TINY["drr"], "kvp": 100.0}}
     # (and the DRR controls, which render like drr)
     arm_jobs = {"render_imageset": 3, "imageset_qc": 1, "train_detector": 3}
     arm_jobs |= {"evaluate_detector": 3, "realism": 3}
-    study_dir(workdir, changed)
-    assert planned_jobs(workdir, "drr") == {**arm_jobs, "drr": 1}
-    assert planned_jobs(workdir) == {
+    study_dir(scope, changed)
+    assert planned_jobs(scope, "drr") == {**arm_jobs, "drr": 1}
+    assert planned_jobs(scope) == {
         "render_imageset": 3,
         "render_synth3d": 6,
         "render_drr_grid": 3,
@@ -257,7 +272,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     }
     # a synth3d sampler change regenerates its CTs and what depends on them, nothing else
     changed = {**TINY, "synth3d": {**TINY["synth3d"], "sampler": {"kind": "ddpm"}}}
-    assert planned_jobs(study_dir(workdir, changed)) == {
+    assert planned_jobs(study_dir(scope, changed)) == {
         "sample_synth3d": 3,
         "render_synth3d": 6,
         "synth3d_volume_qc": 6,
@@ -271,7 +286,6 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "report_realism": 1,
         "all": 1,
     }
-    study_dir(workdir, TINY)
 
     # a user's cohort in the same layout plugs in through the config alone
     user = study_dir(
@@ -304,7 +318,7 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_study, tmp_path):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + RUN_LIMIT_S
     while not list(res.glob("detector/*/*/*/model.pt")):  # some detectors trained, more to go
         assert proc.poll() is None and time.monotonic() < deadline, "run ended before the kill"
         time.sleep(0.2)
@@ -321,7 +335,7 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_study, tmp_path):
         if path not in redo:
             assert path.stat().st_mtime_ns == mtime, f"{path} was redone"
     metrics = pd.read_csv(res / "report" / "metrics.csv").set_index("arm")
-    reference = pd.read_csv(tiny_study / "results" / "report" / "metrics.csv").set_index("arm")
+    reference = pd.read_csv(tiny_study / "reference_metrics.csv").set_index("arm")
     pd.testing.assert_frame_equal(metrics, reference.loc[metrics.index])
 
 
