@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.slurm_cluster import jobs, local_cluster
-from tests.study import RUN_LIMIT_S, SNAKEMAKE, TINY, study_dir
+from tests.workflow_runs import RUN_LIMIT_S, SNAKEMAKE, TINY, study_dir
 
 # The tiny study with one synth2d shard per fold; `auto` device: GPU-capable rules request a
 # GPU and run on the CPU where none is usable.

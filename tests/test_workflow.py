@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.study import (
+from tests.workflow_runs import (
     RUN_LIMIT_S,
     SNAKEMAKE,
     TINY,

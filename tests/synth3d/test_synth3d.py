@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import sigterm_after_checkpoint, sphere_volume, xrayfactory_cli
+from tests.conftest import REPO, sigterm_after_checkpoint, sphere_volume, xrayfactory_cli
 from xrayfactory.cohort.deform import DeformationParams
 from xrayfactory.cohort.landmarks import load_landmarks, save_landmarks
 from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation, save_nifti
@@ -29,7 +29,7 @@ from xrayfactory.synth3d.ctgrid import (
 )
 from xrayfactory.synth3d.quality import dice, tissue_values, volume_quality
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 NAMES = ["bone", "organ"]
 TINY = {
     "shape": [16, 16, 16],

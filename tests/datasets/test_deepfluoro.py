@@ -16,7 +16,7 @@ import yaml
 from scipy import ndimage as ndi
 
 from tests.conftest import REPO, xrayfactory_cli
-from tests.deepfluoro_fixture import (
+from tests.datasets.deepfluoro_fixture import (
     BEAD_MM,
     PREPROCESSING,
     SPACING,
@@ -25,7 +25,7 @@ from tests.deepfluoro_fixture import (
     write_deepfluoro,
     write_preprocessed,
 )
-from tests.study import TINY, load_config, planned_jobs, run, study_dir
+from tests.workflow_runs import TINY, load_config, planned_jobs, run, study_dir
 from xrayfactory.cohort.landmarks import load_landmarks
 from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation
 from xrayfactory.core.errors import InputError

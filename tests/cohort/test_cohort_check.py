@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import CT_PATH, NAMES, SEG_PATH, xrayfactory_cli
-from tests.study import TINY, run, study_dir
+from tests.workflow_runs import TINY, run, study_dir
 from xrayfactory.cohort.check import SubjectFiles, check_cohort
 from xrayfactory.cohort.volumes import load_ct, save_nifti
 from xrayfactory.core.errors import InputError

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tests.test_imageset import _set
+from tests.imaging.test_imageset import _set
 from xrayfactory.cohort.sheet import folds
 from xrayfactory.core.errors import InputError
 from xrayfactory.imaging.splits import (
