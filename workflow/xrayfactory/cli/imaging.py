@@ -16,10 +16,10 @@ def render_imageset(a: argparse.Namespace) -> None:
     plan = ViewPlan.from_settings(s)
     if a.arm == "real":
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in s["acquisition"].items()}
-        acquisition = AcquisitionParams(device=s["device"], **params)
-        job("real", a.subject, a.ct, a.landmarks, a.out, plan, acquisition=acquisition)
+        form = AcquisitionParams(device=s["device"], **params)
     else:
-        job("drr", a.subject, a.ct, a.landmarks, a.out, plan, drr=s["drr"], device=s["device"])
+        form = s["drr"]
+    job(a.subject, a.ct, a.landmarks, a.out, plan, form, s["device"])
 
 
 def imageset_qc(a: argparse.Namespace) -> None:

@@ -13,26 +13,22 @@ from xrayfactory.imaging.render import ViewPlan, drr_imageset, real_imageset
 
 
 def render_imageset(
-    arm: str,
     subject: str,
     ct: PathLike,
     landmarks: PathLike,
     out: PathLike,
     plan: ViewPlan,
-    *,
-    drr: dict | None = None,
-    acquisition: AcquisitionParams | None = None,
-    device: str = "auto",
+    form: AcquisitionParams | dict,
+    device: str,
 ) -> None:
-    """A subject's `real` (proxy-real acquisition) or `drr` image set."""
+    """A subject's `real` image set (`form`: the proxy-real acquisition model's parameters) or
+    its `drr` image set (`form`: the DRR settings)."""
     volume = load_ct(ct)
     lm = load_landmarks(landmarks, plan.names, volume)
-    if arm == "real":
-        assert acquisition is not None, "the real arm renders with the acquisition model"
-        result = real_imageset(subject, volume, lm, plan, acquisition)
+    if isinstance(form, AcquisitionParams):
+        result = real_imageset(subject, volume, lm, plan, form)
     else:
-        assert drr is not None, "the drr arm renders with the DRR settings"
-        result = drr_imageset(arm, subject, volume, lm, plan, drr, device)
+        result = drr_imageset("drr", subject, volume, lm, plan, form, device)
     write_imageset(out, result)
 
 
@@ -50,7 +46,7 @@ def imageset_qc(shards: list[str], out: PathLike) -> None:
 
 def subject_qc(
     ct: PathLike, seg: PathLike, landmarks: PathLike, names: list[str], title: str, out: PathLike
-):
+) -> None:
     """AP and lateral DRRs of a subject (or generated CT) with its 3D landmarks."""
     volume = load_ct(ct)
     load_segmentation(seg, volume, ct)

@@ -14,7 +14,7 @@ from xrayfactory.core.errors import InputError
 from xrayfactory.core.images import preprocess
 from xrayfactory.detection.detector import Detector
 from xrayfactory.imaging.geometry import CArm, ViewSampler
-from xrayfactory.imaging.imageset import read_imageset, write_imageset
+from xrayfactory.imaging.imageset import ImageSet, read_imageset, write_imageset
 from xrayfactory.imaging.splits import arm_training_set, load_arm
 from xrayfactory.synth2d.controls import resized
 from xrayfactory.synth2d.fidelity import (
@@ -103,7 +103,8 @@ class Generator:
             raise InputError(path, f"trained for fold {model.meta.get('fold')}, not fold {fold}")
         return cls(model, shape_model_from_files(landmarks, names), carm, views, fold)
 
-    def generate(self, n: int, sampler: dict, rng_key: tuple, **kw) -> object:
+    def generate(self, n: int, sampler: dict, rng_key: tuple, **kw) -> ImageSet:
+        """`n` new labelled images (synth2d.model.generate with this fold's parts)."""
         return generate(
             self.model,
             self.shapes,
