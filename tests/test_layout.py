@@ -70,3 +70,12 @@ def test_training_sampling_and_rendering_rules_record_a_benchmark():
             name = block.split(":", 1)[0]
             if name.startswith(heavy):
                 assert "    benchmark:\n" in block, f"{smk.name}: rule {name}"
+
+
+def test_benchmarks_use_only_public_package_names():
+    """Benchmarks import what the package offers, never a private helper."""
+    for script in (REPO / "benchmarks").glob("*.py"):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xrayfactory"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{script.name} imports {private} from {node.module}"
