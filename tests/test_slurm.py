@@ -15,10 +15,14 @@ from tests.workflow_runs import RUN_LIMIT_S, SNAKEMAKE, TINY, study_dir
 # The tiny study with one synth2d shard per fold; `auto` device: GPU-capable rules request a
 # GPU and run on the CPU where none is usable.
 STUDY = {**TINY, "device": "auto", "synth2d": {**TINY["synth2d"], "shard_size": 4}}
-# Fold 0 of it, every rule kind that asks for a GPU included: all arms' (controls included)
-# image sets and detectors, both generators with their QC and quality tables.
+# Fold 0 of it, every rule kind that asks for a GPU at least once: the arms whose jobs cover
+# them (drr's and real_resized's rule kinds are among these), both generators with their QC
+# and quality tables.
 TARGETS = [
-    *(f"results/predictions/{arm}/fold0_seed0.csv" for arm in TINY["detector"]["arms"]),
+    *(
+        f"results/predictions/{arm}/fold0_seed0.csv"
+        for arm in ("real", "synth3d", "synth2d", "drr_grid", "drr_recon")
+    ),
     "results/synth2d/fold0/label_fidelity.csv",
     "results/synth3d/fold0/quality.csv",
     "results/synth3d/qc/fold0_vol0.png",

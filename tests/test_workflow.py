@@ -307,9 +307,7 @@ def _incomplete(workdir: Path) -> set[Path]:
 def test_killed_run_resumes_to_the_same_metrics(tiny_study, tmp_path):
     """SIGKILL on Snakemake and its jobs mid-run (a lost login node), then --rerun-incomplete:
     finished jobs are kept, and the metrics equal those of the uninterrupted tiny study."""
-    workdir = study_dir(
-        tmp_path, {**TINY, "detector": {**TINY["detector"], "arms": ["real", "drr"]}}
-    )
+    workdir = study_dir(tmp_path, {**TINY, "detector": {**TINY["detector"], "arms": ["real"]}})
     res = workdir / "results"
     log = (tmp_path / "killed.log").open("w")
     proc = subprocess.Popen(
