@@ -194,9 +194,7 @@ def drr_image(c: dict, dev: str, k: int, ct_path: str, device: torch.device) -> 
     carm = CArm(**c["carm"])
     ct = load_ct(ct_path)
     centre = ct.voxel_to_world((np.asarray(ct.shape)[None] - 1) / 2)[0]
-    views = ViewSampler(**{f: tuple(v) for f, v in c["views"].items()}).sample(
-        k + 1, np.random.default_rng(0)
-    )
+    views = ViewSampler.from_config(c["views"]).sample(k + 1, np.random.default_rng(0))
     ps = np.stack([projection_matrix(carm, v, centre) for v in views])
     renderer.render(ct, ps[:1], carm.rows, carm.cols)  # warm-up
     return seconds(lambda: renderer.render(ct, ps[1:], carm.rows, carm.cols), device) / k, backend

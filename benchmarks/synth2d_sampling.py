@@ -53,7 +53,7 @@ def main() -> None:
         res / "detector" / "real" / f"fold{a.fold}" / f"seed{seed}" / "model.pt", device=a.device
     )
     carm = CArm(**cfg["carm"])
-    views = ViewSampler(**{k: tuple(v) for k, v in cfg["views"].items()})
+    views = ViewSampler.from_config(cfg["views"])
     base = cfg["synth2d"]["sampler"]
     rows = []
     for kind, steps in SAMPLERS:

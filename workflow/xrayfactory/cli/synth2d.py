@@ -28,7 +28,7 @@ def _generator(model: str, fold: int, landmarks: list[str], s: dict):
     from xrayfactory.imaging.geometry import CArm, ViewSampler
     from xrayfactory.synth2d.jobs import Generator
 
-    views = ViewSampler(**{k: tuple(v) for k, v in s["views"].items()})
+    views = ViewSampler.from_config(s["views"])
     carm = CArm(**s["carm"])
     return Generator.load(model, fold, landmarks, s["names"], carm, views, s["device"])
 

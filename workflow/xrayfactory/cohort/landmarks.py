@@ -217,12 +217,13 @@ def load_landmarks(
         found = ",".join(rows[0]) if rows else "an empty file"
         raise InputError(path, f"expected columns name,x,y,z; found {found}")
     width = len(rows[0])
-    problems, table = [], {}
+    problems, table, listed = [], {}, set()
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != width:
             problems.append(f"row {line} has {len(row)} fields, the header {width}")
             continue
         name = row[0]
+        listed.add(name)
         try:
             point = np.array([float(v) for v in row[1:4]])
         except ValueError:
@@ -231,7 +232,7 @@ def load_landmarks(
         if name in table:
             problems.append(f"landmark {name} listed more than once")
         table[name] = point
-    missing = [n for n in names if n not in table and not any(f"({n})" in q for q in problems)]
+    missing = [n for n in names if n not in listed]
     if missing:
         problems.append(f"missing landmark(s): {', '.join(missing)}")
     out = {n: table[n] for n in names if n in table}

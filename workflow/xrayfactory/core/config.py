@@ -91,6 +91,9 @@ def _check_synth3d(section: dict, where: str) -> None:
         )
 
 
+_UNSET = object()
+
+
 def _value(v: Any) -> str:
     """A config value as the README shows it (long strings shortened)."""
     text = json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
@@ -110,7 +113,6 @@ def _rows(schema: dict, config: dict, prefix: str = "") -> list[str]:
     return rows
 
 
-_UNSET = object()
 _HEADER = """\
 # Configuration keys
 

@@ -97,7 +97,6 @@ def _real_imageset(
     """The specimen's projections as the `real` image set, after the reprojection check. The
     labels and their visibility are the stored 2D landmarks (in the image or not); a landmark
     the file lacks is invisible, labelled where P projects it."""
-
     names = list(spec.landmarks)
     n, rows, cols = projs.images.shape
     spacing = params.spacing * prep.downsample
@@ -146,7 +145,8 @@ def import_deepfluoro(
     out: ImportOutputs,
     preprocessed: PathLike | None = None,
 ) -> None:
-
+    """One specimen into the cohort's files and its `real` image set (`preprocessed`: the
+    dataset's own preprocessed images and labels instead of ours, with our geometry)."""
     with Reader(file) as r:  # everything is read (and checked) before anything is written
         params = r.proj_params()
         spec = r.specimen(specimen, names)

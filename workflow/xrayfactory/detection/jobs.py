@@ -16,7 +16,7 @@ from xrayfactory.core.images import preprocess
 from xrayfactory.datasets.radiographs import read_radiograph
 from xrayfactory.detection.detector import Detector, DetectorSettings, train
 from xrayfactory.detection.predictions import prediction_table
-from xrayfactory.imaging.splits import arm_training_set, held_out_set, load_arm, training_set
+from xrayfactory.imaging.splits import arm_training_set, load_arm, load_test_set, training_set
 
 log = logging.getLogger("xrayfactory")
 
@@ -48,16 +48,11 @@ def train_detector(
     train(data, names, settings, Path(out), meta=meta, device=device)
 
 
-def _test_set(shards: list[str], fold: int):
-    pool = load_arm(shards)
-    return held_out_set(pool, sorted(set(pool.subject)), f"fold {fold}")
-
-
 def evaluate_detector(
     arm: str, fold: int, seed: int, model: PathLike, image_size: int, test: list[str], out: PathLike
 ) -> None:
     """Predictions of a trained detector on the fold's test images (`test`: their shards)."""
-    images, ids = _test_set(test, fold)
+    images, ids = load_test_set(test, f"fold {fold}")
     det = Detector(model)
     det.check_compatible(list(images.attrs["landmark_names"]), image_size)
     if det.meta.get("fold") != fold:
@@ -80,7 +75,7 @@ def baseline_predictions(
         (seed, "select", "real", fold),
         f"baseline, fold {fold}",
     )
-    images, ids = _test_set(test, fold)
+    images, ids = load_test_set(test, f"fold {fold}")
     vis = chosen.visible[..., None]
     mean = (chosen.landmarks * vis).sum(0) / np.maximum(vis.sum(0), 1)
     pts = np.broadcast_to(mean, images.landmarks.shape)

@@ -151,6 +151,11 @@ class ViewSampler:
     ty_mm: tuple[float, float] = (-20.0, 20.0)
     tz_mm: tuple[float, float] = (-20.0, 20.0)
 
+    @classmethod
+    def from_config(cls, section: dict) -> ViewSampler:
+        """From the config's `views` section (ranges as [low, high] lists)."""
+        return cls(**{k: tuple(v) for k, v in section.items()})
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """(n, 6) views in VIEW_FIELDS order."""
         lo = np.array([getattr(self, f)[0] for f in VIEW_FIELDS])

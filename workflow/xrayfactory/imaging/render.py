@@ -37,7 +37,7 @@ class ViewPlan:
         """From a render job's settings (config sections carm, views, landmarks.names)."""
         return cls(
             carm=CArm(**s["carm"]),
-            views=ViewSampler(**{k: tuple(v) for k, v in s["views"].items()}),
+            views=ViewSampler.from_config(s["views"]),
             names=list(s["names"]),
             n_images=int(s["n_images"]),
             seed=int(s["seed"]),

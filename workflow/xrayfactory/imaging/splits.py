@@ -84,6 +84,12 @@ def image_ids(subjects: np.ndarray) -> np.ndarray:
     return np.array(ids)
 
 
+def load_test_set(shards: list[str], where: str) -> tuple[ImageSet, np.ndarray]:
+    """A fold's test images (its test subjects' shards, all of them) and their ids."""
+    pool = load_arm(shards)
+    return held_out_set(pool, sorted(set(pool.subject)), where)
+
+
 def held_out_set(s: ImageSet, subjects: list[str], where: str) -> tuple[ImageSet, np.ndarray]:
     """All images of the test subjects and their ids (subject/index within the subject)."""
     idx = np.flatnonzero(np.isin(s.subject, subjects))

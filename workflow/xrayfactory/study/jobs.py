@@ -10,7 +10,7 @@ import pandas as pd
 
 from xrayfactory.core.atomic import PathLike, write_csv
 from xrayfactory.detection.detector import Detector
-from xrayfactory.imaging.splits import held_out_set, load_arm, realism_sample
+from xrayfactory.imaging.splits import load_arm, load_test_set, realism_sample
 from xrayfactory.study.realism import encoder_features, frechet_distance, intensity_distance
 from xrayfactory.study.report import StatsSettings, realism_table, write_report
 
@@ -31,8 +31,7 @@ def realism(
     """Fréchet and intensity distances of N of the arm's training images to the fold's test
     images (`sample`: N, the detectors' training-set size, the selection seed)."""
     n, n_train, seed = sample
-    pool = load_arm(test)
-    test_set, _ = held_out_set(pool, sorted(set(pool.subject)), f"fold {fold}")
+    test_set, _ = load_test_set(test, f"fold {fold}")
     det = Detector(detector, device=device)
     chosen = realism_sample(arm, fold, train_subjects, load_arm(shards), n, n_train, seed)
     row = {
