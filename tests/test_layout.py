@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 
 from tests.conftest import REPO
 
@@ -63,13 +65,40 @@ def test_no_handler_passes_the_namespace_on():
 
 
 def test_training_sampling_and_rendering_rules_record_a_benchmark():
-    """Real per-job time and memory (Snakemake's benchmark files) for every heavy rule."""
+    """Real per-job time and memory (Snakemake's benchmark files) for every heavy rule, under
+    results/benchmarks/<rule>/ (benchmarks/rule_times.py sums them per rule)."""
     heavy = ("train_", "sample_", "render_", "import_")
     for smk in RULES.glob("*.smk"):
         for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
             name = block.split(":", 1)[0]
             if name.startswith(heavy):
                 assert "    benchmark:\n" in block, f"{smk.name}: rule {name}"
+            if "    benchmark:\n" in block:
+                path = block.split("    benchmark:\n", 1)[1].split("\n", 1)[0].strip()
+                assert path.startswith(f'"results/benchmarks/{name}/'), f"{name}: {path}"
+
+
+def test_rule_times_sums_benchmark_files_per_rule(tmp_path):
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    jobs = {"train_detector/real/fold0_seed0.tsv": (50.0, 600.0, 40.0),
+            "train_detector/drr/fold0_seed0.tsv": (30.0, 700.0, 25.0),
+            "realism/real/fold0.tsv": (7.5, 500.0, 6.0)}  # fmt: skip
+    for rel, (s, rss, cpu) in jobs.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(head + f"{s}\t0:00:{int(s)}\t{rss}\t0\t0\t0\t0\t0\t90\t{cpu}\n")
+    r = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "rule_times.py"), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in r.stdout.splitlines()[2:]}
+    assert list(rows) == ["train_detector", "realism", "total"]  # longest first
+    assert [float(v) for v in rows["train_detector"]] == [2, 80, 40, 50, 65, 700]
+    assert [float(v) for v in rows["total"][:2]] == [3, 87.5]
+    empty = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "rule_times.py"), str(tmp_path / "none")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert empty.returncode != 0 and "no benchmark files" in empty.stderr
 
 
 def test_benchmarks_use_only_public_package_names():

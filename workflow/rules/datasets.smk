@@ -48,7 +48,7 @@ rule import_deepfluoro:
     log:
         "logs/cohort/import_{subject}.log",
     benchmark:
-        "results/benchmarks/cohort/import_{subject}.tsv"
+        "results/benchmarks/import_deepfluoro/{subject}.tsv"
     conda:
         ENV
     container:

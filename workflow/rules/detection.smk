@@ -11,7 +11,7 @@ rule train_detector:
     log:
         "logs/detector/{arm}/fold{fold}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/detector/{arm}/fold{fold}_seed{seed}.tsv"
+        "results/benchmarks/train_detector/{arm}/fold{fold}_seed{seed}.tsv"
     conda:
         ENV
     container:
@@ -40,7 +40,7 @@ rule evaluate_detector:
     log:
         "logs/evaluate/{arm}/fold{fold}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/evaluate/{arm}/fold{fold}_seed{seed}.tsv"
+        "results/benchmarks/evaluate_detector/{arm}/fold{fold}_seed{seed}.tsv"
     conda:
         ENV
     container:

@@ -13,7 +13,7 @@ rule render_imageset:
     log:
         "logs/imagesets/{arm}/{subject}.log",
     benchmark:
-        "results/benchmarks/imagesets/{arm}/{subject}.tsv"
+        "results/benchmarks/render_imageset/{arm}/{subject}.tsv"
     wildcard_constraints:
         arm="real|drr",
     conda:

@@ -12,7 +12,7 @@ rule train_synth2d:
     log:
         "logs/synth2d/train_fold{fold}.log",
     benchmark:
-        "results/benchmarks/synth2d/train_fold{fold}.tsv"
+        "results/benchmarks/train_synth2d/fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -40,7 +40,7 @@ rule sample_synth2d:
     log:
         "logs/synth2d/sample_fold{fold}_shard{shard}.log",
     benchmark:
-        "results/benchmarks/synth2d/sample_fold{fold}_shard{shard}.tsv"
+        "results/benchmarks/sample_synth2d/fold{fold}_shard{shard}.tsv"
     wildcard_constraints:
         shard=r"\d+",
     conda:
@@ -72,7 +72,7 @@ rule synth2d_fidelity:
     log:
         "logs/synth2d/fidelity_fold{fold}.log",
     benchmark:
-        "results/benchmarks/synth2d/fidelity_fold{fold}.tsv"
+        "results/benchmarks/synth2d_fidelity/fold{fold}.tsv"
     conda:
         ENV
     container:

@@ -14,7 +14,7 @@ rule train_synth3d_autoencoder:
     log:
         "logs/synth3d/autoencoder_fold{fold}.log",
     benchmark:
-        "results/benchmarks/synth3d/autoencoder_fold{fold}.tsv"
+        "results/benchmarks/train_synth3d_autoencoder/fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -44,7 +44,7 @@ rule train_synth3d_diffusion:
     log:
         "logs/synth3d/diffusion_fold{fold}.log",
     benchmark:
-        "results/benchmarks/synth3d/diffusion_fold{fold}.tsv"
+        "results/benchmarks/train_synth3d_diffusion/fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -78,7 +78,7 @@ rule sample_synth3d:
     log:
         "logs/synth3d/sample_fold{fold}.log",
     benchmark:
-        "results/benchmarks/synth3d/sample_fold{fold}.tsv"
+        "results/benchmarks/sample_synth3d/fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -109,7 +109,7 @@ rule render_synth3d:
     log:
         "logs/imagesets/synth3d/fold{fold}_vol{vol}.log",
     benchmark:
-        "results/benchmarks/imagesets/synth3d/fold{fold}_vol{vol}.tsv"
+        "results/benchmarks/render_synth3d/fold{fold}_vol{vol}.tsv"
     wildcard_constraints:
         vol=r"\d+",
     conda:
@@ -140,7 +140,7 @@ rule render_drr_grid:
     log:
         "logs/imagesets/drr_grid/{subject}.log",
     benchmark:
-        "results/benchmarks/imagesets/drr_grid/{subject}.tsv"
+        "results/benchmarks/render_drr_grid/{subject}.tsv"
     conda:
         ENV
     container:
@@ -169,7 +169,7 @@ rule render_drr_recon:
     log:
         "logs/imagesets/drr_recon/fold{fold}_{subject}.log",
     benchmark:
-        "results/benchmarks/imagesets/drr_recon/fold{fold}_{subject}.tsv"
+        "results/benchmarks/render_drr_recon/fold{fold}_{subject}.tsv"
     conda:
         ENV
     container:
@@ -235,7 +235,7 @@ rule synth3d_quality:
     log:
         "logs/synth3d/quality_fold{fold}.log",
     benchmark:
-        "results/benchmarks/synth3d/quality_fold{fold}.tsv"
+        "results/benchmarks/synth3d_quality/fold{fold}.tsv"
     conda:
         ENV
     container:
