@@ -94,3 +94,30 @@ def test_random_domain_randomisation_is_seeded_and_reveals_edge_landmarks():
     assert 0.1 < shown < 0.6  # the landmark 1.5 px outside the edge is in view in some samples
     assert a[2][:, 1].all()  # the central one always stays in view
     assert np.isfinite(a[1].numpy()).all()
+
+
+def test_shutters_grey_the_field_outside_an_opening_that_keeps_the_centre():
+    from xrayfactory.detection.augment import RandomShutter
+
+    torch.manual_seed(0)
+    img = torch.rand(32, 1, SIZE, SIZE) * 0.5 + 0.25
+    out = RandomShutter(p=1.0)(img)
+    centre = slice(SIZE // 2 - 2, SIZE // 2 + 2)
+    assert torch.equal(out[..., centre, centre], img[..., centre, centre])
+    for k in range(32):
+        shut = out[k] != img[k]
+        assert shut.any() and out[k][shut].unique().numel() == 1  # one grey per image
+        assert shut[0, 0, 0]  # a corner lies under the shutter
+    assert torch.equal(RandomShutter(p=0.0)(img), img)
+
+
+def test_unsharp_masking_overshoots_at_edges_and_keeps_flat_fields():
+    from xrayfactory.detection.augment import RandomUnsharpMask
+
+    torch.manual_seed(0)
+    step = torch.zeros(4, 1, SIZE, SIZE)
+    step[..., SIZE // 2 :] = 0.6
+    out = RandomUnsharpMask(p=1.0)(step)
+    assert (out.amax(dim=(1, 2, 3)) > 0.65).all() and (out.amin(dim=(1, 2, 3)) < -0.05).all()
+    flat = torch.full((4, 1, SIZE, SIZE), 0.4)
+    assert torch.allclose(RandomUnsharpMask(p=1.0)(flat), flat, atol=1e-6)

@@ -29,6 +29,16 @@ def test_folds_partition_subjects_and_test_never_trains():
     assert len(folds(subjects, "loso", 0)) == 25
 
 
+def test_a_chosen_fold_is_that_fold_of_the_scheme():
+    subjects = [f"s{i}" for i in range(4)]
+    every = folds(subjects, "kfold", 2)
+    one = folds(subjects, "kfold", 2, [1])
+    assert one.fold.unique().tolist() == [1]
+    assert one.values.tolist() == every[every.fold == 1].values.tolist()
+    with pytest.raises(InputError, match=r"split.folds: folds \[2\] do not exist; .* 0..1"):
+        folds(subjects, "kfold", 2, [0, 2])
+
+
 def test_training_set_draws_exactly_n_from_training_subjects():
     s = _set(n=10)
     s.subject = np.array(["a", "b"] * 5)

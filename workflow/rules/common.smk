@@ -29,7 +29,8 @@ try:
     else:
         SHEET = None
         SUBJECTS = demo_subjects(config["cohort"]["n_subjects"])
-    FOLDS = folds(SUBJECTS, config["split"]["scheme"], config["split"]["n_folds"])
+    SPLIT = config["split"]
+    FOLDS = folds(SUBJECTS, SPLIT["scheme"], SPLIT["n_folds"], SPLIT["folds"])
 except InputError as e:
     raise WorkflowError(f"error: {e}") from None
 

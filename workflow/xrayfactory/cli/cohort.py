@@ -55,7 +55,7 @@ def check_cohort(a: argparse.Namespace) -> None:
 def folds(a: argparse.Namespace) -> None:
     from xrayfactory.cohort.jobs import folds as job
 
-    job(a.out, a.subjects, a.settings["scheme"], a.settings["n_folds"])
+    job(a.out, a.subjects, a.settings["scheme"], a.settings["n_folds"], a.settings["folds"])
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

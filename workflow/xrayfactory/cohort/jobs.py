@@ -68,7 +68,9 @@ def cohort_sheet(
     read_sheet(out, schema)
 
 
-def folds(out: PathLike, subjects: list[str], scheme: str, n_folds: int) -> None:
+def folds(
+    out: PathLike, subjects: list[str], scheme: str, n_folds: int, run: list[int] | None
+) -> None:
     """The subject-level folds (the workflow resolves them the same way when it plans)."""
-    df = make_folds(subjects, scheme, n_folds)
+    df = make_folds(subjects, scheme, n_folds, run)
     write_csv(df, out)

@@ -64,14 +64,20 @@ def write_sheet(path: str | os.PathLike, rows: list[dict[str, str]]) -> None:
         pd.DataFrame(out, columns=list(SHEET_COLUMNS)).to_csv(tmp, sep="\t", index=False)
 
 
-def folds(subjects: list[str], scheme: str, n_folds: int) -> pd.DataFrame:
-    """Subject-level folds: one row per (fold, subject) with role train or test."""
+def folds(
+    subjects: list[str], scheme: str, n_folds: int, run: list[int] | None = None
+) -> pd.DataFrame:
+    """Subject-level folds: one row per (fold, subject) with role train or test, for the folds
+    in `run` (default: every fold of the scheme)."""
     subjects = sorted(subjects)
     k = len(subjects) if scheme == "loso" else n_folds
     if not 2 <= k <= len(subjects):
         raise InputError("split.n_folds", f"need 2 <= folds <= {len(subjects)} subjects, got {k}")
+    unknown = sorted(set(run or []) - set(range(k)))
+    if unknown:
+        raise InputError("split.folds", f"folds {unknown} do not exist; the scheme has 0..{k - 1}")
     rows = []
-    for f in range(k):
+    for f in sorted(run) if run else range(k):
         test = set(subjects[f::k])
         rows += [
             {"fold": f, "subject": s, "role": "test" if s in test else "train"} for s in subjects

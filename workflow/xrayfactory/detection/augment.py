@@ -3,8 +3,11 @@
 Spatial transforms (small affine, elastic) warp the image and move the landmark *coordinates*
 exactly; the heatmap targets and visibility are made afterwards from the moved coordinates, so a
 landmark that the transform brings into view is taught as present and one it pushes out as
-absent. Intensity transforms (kornia: inversion, contrast curves, multiply, blur, sharpen,
-dropout, impulse and Gaussian noise) touch the image only. Random parameters come from torch's
+absent. Intensity transforms touch the image only: collimator shutters (the field outside a
+random rectangle or ellipse set to one random grey, landmarks under it stay visible as on a
+collimated X-ray), then kornia's inversion, contrast curves, multiply, blur, sharpen, dropout,
+impulse and Gaussian noise, then unsharp masking (the edge enhancement of fluoroscopy
+processing). Random parameters come from torch's
 global generator: seed it (torch.manual_seed) before each call for reproducible batches.
 """
 
@@ -27,6 +30,13 @@ def _normalised(points: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """Pixel (col, row) -> grid_sample coordinates (align_corners=False)."""
     scale = points.new_tensor([2.0 / cols, 2.0 / rows])
     return (points + 0.5) * scale - 1.0
+
+
+def located(landmarks: torch.Tensor, visible: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Landmarks whose position is known: finite, and visible or invisible only because they
+    lie outside the image (not hidden inside it)."""
+    known = torch.isfinite(landmarks).all(-1)
+    return known & (visible | ~in_image(landmarks, rows, cols))
 
 
 def warp(
@@ -60,9 +70,57 @@ def warp(
         at = _normalised(moved, h, w)[:, :, None]
         d = F.grid_sample(displacement, at, padding_mode="zeros", align_corners=False)
         moved = target - d[..., 0].transpose(1, 2)
-    known = torch.isfinite(landmarks).all(-1)
-    could_show = visible | ~in_image(landmarks, h, w)
-    return out, moved, known & could_show & in_image(moved, h, w)
+    return out, moved, located(landmarks, visible, h, w) & in_image(moved, h, w)
+
+
+class RandomShutter(nn.Module):
+    """Collimator shutters on (B, 1, H, W) images in [0, 1], each sample with probability `p`:
+    a rectangle (each edge in by up to `inset` of the size) or an ellipse (radii `radii` of
+    the size), outside of which the image takes one random grey."""
+
+    def __init__(self, p: float = 0.5, inset: float = 0.2, radii: tuple = (0.4, 0.65)) -> None:
+        super().__init__()
+        self.p, self.inset, self.radii = p, inset, radii
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        u = torch.rand(b, 9).to(images)
+        rows = torch.linspace(0, 1, h).to(images)[None, :, None]
+        cols = torch.linspace(0, 1, w).to(images)[None, None, :]
+        lo, hi = (u[:, 0:2] * self.inset)[..., None, None], (1 - u[:, 2:4] * self.inset)
+        hi = hi[..., None, None]
+        rect = (cols >= lo[:, 0]) & (cols <= hi[:, 0]) & (rows >= lo[:, 1]) & (rows <= hi[:, 1])
+        r0, r1 = self.radii
+        radius = (r0 + (r1 - r0) * u[:, 4:6])[..., None, None]
+        centre = (0.5 + 0.1 * (2 * u[:, 6:8] - 1))[..., None, None]
+        ellipse = ((cols - centre[:, 0]) / radius[:, 0]) ** 2 + (
+            (rows - centre[:, 1]) / radius[:, 1]
+        ) ** 2 <= 1
+        open_field = torch.where(u[:, 8, None, None] < 0.5, rect, ellipse)[:, None]
+        shut = (torch.rand(b) < self.p).to(images.device)[:, None, None, None]
+        grey = torch.rand(b).to(images)[:, None, None, None]
+        return torch.where(shut & ~open_field, grey, images)
+
+
+class RandomUnsharpMask(nn.Module):
+    """x + a (x - blur(x, sigma)) with a in `amount` and sigma in `sigma` pixels, each
+    sample with probability `p`."""
+
+    def __init__(
+        self, p: float = 0.3, amount: tuple = (0.5, 2.5), sigma: tuple = (1.0, 3.0)
+    ) -> None:
+        super().__init__()
+        self.p, self.amount, self.sigma = p, amount, sigma
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b = images.shape[0]
+        u = torch.rand(b, 3)
+        sigma = (self.sigma[0] + (self.sigma[1] - self.sigma[0]) * u[:, 0]).to(images)
+        k = 2 * math.ceil(2.5 * self.sigma[1]) + 1
+        blurred = gaussian_blur2d(images, (k, k), torch.stack([sigma, sigma], -1), "reflect")
+        a = self.amount[0] + (self.amount[1] - self.amount[0]) * u[:, 1]
+        a = (a * (u[:, 2] < self.p)).to(images)[:, None, None, None]
+        return images + a * (images - blurred)
 
 
 class DomainRandomisation(nn.Module):
@@ -90,6 +148,7 @@ class DomainRandomisation(nn.Module):
         self.elastic_sigma, self.elastic_alpha = elastic_sigma, elastic_alpha
         self.p_elastic = p_elastic
         self.intensity = nn.Sequential(
+            RandomShutter(),
             K.RandomInvert(p=0.3),
             K.RandomGamma(gamma=(0.6, 1.6), p=0.5),  # contrast curve
             K.RandomContrast(contrast=(0.7, 1.3), p=0.3),  # multiply
@@ -98,6 +157,7 @@ class DomainRandomisation(nn.Module):
             K.RandomErasing(scale=(0.01, 0.05), ratio=(0.5, 2.0), value=0.0, p=0.3),  # dropout
             K.RandomSaltAndPepperNoise(amount=(0.005, 0.03), salt_vs_pepper=(0.5, 0.5), p=0.2),
             K.RandomGaussianNoise(std=0.03, p=0.3),
+            RandomUnsharpMask(),
         )
 
     def random_affine(self, b: int, h: int, w: int) -> torch.Tensor:

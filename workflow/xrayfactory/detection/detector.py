@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,14 +27,34 @@ from xrayfactory.core.errors import InputError
 from xrayfactory.core.images import Batch, preprocess
 from xrayfactory.core.rng import rng_for
 from xrayfactory.core.training import TrainingRun, optimiser_step
-from xrayfactory.detection.augment import DomainRandomisation
+from xrayfactory.detection.augment import DomainRandomisation, located
 from xrayfactory.detection.heatmaps import gaussian_heatmaps, peaks
+from xrayfactory.imaging.geometry import in_image
 
 log = logging.getLogger("xrayfactory")
 
 # Heatmaps are sigmoid(logits) trained with binary cross-entropy against the Gaussian targets;
 # the rare foreground pixels are up-weighted (plain MSE barely learns in a demo's budget).
 POS_WEIGHT = torch.tensor(20.0)
+# The image sits in the middle of a larger canvas filled with this value (outside the [0, 1]
+# of images): the network locates landmarks just outside the image on the canvas's rim.
+CANVAS_FILL = -1.0
+
+
+def on_canvas(images: torch.Tensor, margin: int) -> torch.Tensor:
+    """(B, 1, S, S) images -> (B, 1, S + 2 margin, S + 2 margin) with the image in the middle."""
+    return F.pad(images, (margin,) * 4, value=CANVAS_FILL)
+
+
+def canvas_targets(
+    landmarks: torch.Tensor, known: torch.Tensor, size: int, margin: int, sigma: float
+) -> torch.Tensor:
+    """(B, L, 2) image pixels of landmarks with a `known` position -> (B, L, C, C) Gaussian
+    targets on the canvas (C = size + 2 margin): one just outside the image peaks on the rim,
+    one off the canvas or not known has an empty channel."""
+    canvas = size + 2 * margin
+    lm = torch.nan_to_num(landmarks) + margin
+    return gaussian_heatmaps(lm, known & in_image(lm, canvas, canvas), canvas, canvas, sigma)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +67,7 @@ class DetectorSettings:
     batch_size: int = 8
     epochs: int = 60
     found_threshold: float = 0.3
+    margin: float = 0.125
     augment: bool = True
     seed: int = 0
 
@@ -57,6 +79,13 @@ class DetectorSettings:
         if "channels" in fields:
             fields["channels"] = tuple(fields["channels"])
         return cls(**fields, seed=seed)
+
+    @property
+    def margin_px(self) -> int:
+        """Canvas rim in model pixels: `margin` of the image size, rounded up to a multiple of
+        half the U-Net's total stride so that the canvas divides like the image does."""
+        half = max(1, 2 ** (len(self.channels) - 1) // 2)
+        return half * math.ceil(self.image_size * self.margin / half)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -87,7 +116,7 @@ def train(
     torch.manual_seed(settings.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     n = len(data.images)
-    size = settings.image_size
+    size, margin, sigma = settings.image_size, settings.margin_px, settings.sigma_px
     dev = pick_device(device)
     net = build_network(len(names), settings).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
@@ -106,12 +135,14 @@ def train(
         order = rng_for(settings.seed, "order", epoch).permutation(n)
         idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
         x, lm, vis = (t[idx].to(dev) for t in (data.images, data.landmarks, data.visible))
+        known = located(lm, vis, size, size)
         if aug is not None:
             torch.manual_seed(int(rng_for(settings.seed, "aug", epoch, step).integers(2**62)))
-            x, lm, vis = aug(x, lm, vis)
+            x, lm, _ = aug(x, lm, vis)
         # targets from the (moved) landmarks: what augmentation brings into view shows
-        y = gaussian_heatmaps(lm, vis, size, size, settings.sigma_px)
-        loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=POS_WEIGHT.to(dev))
+        y = canvas_targets(lm, known, size, margin, sigma)
+        logits = net(on_canvas(x, margin))
+        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=POS_WEIGHT.to(dev))
         return optimiser_step(opt, loss, sched)
 
     run.fit(net, step_fn)
@@ -147,19 +178,21 @@ class Detector:
     def predict(
         self, images: np.ndarray, batch_size: int = 16
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(N, H, W) images -> landmarks (N, L, 2) in their pixels, peak scores and found (N, L)."""
+        """(N, H, W) images -> landmarks (N, L, 2) in their pixels, peak scores and found (N, L):
+        a landmark is found when its peak exceeds the threshold and lies on the image."""
         n = len(images)
         dummy = np.zeros((n, len(self.names), 2))
         batch = preprocess(
             images, dummy, np.zeros((n, len(self.names)), bool), self.settings.image_size
         )
+        size, margin = self.settings.image_size, self.settings.margin_px
         xy, score = [], []
         for start in range(0, n, batch_size):
-            logits = self.net(batch.images[start : start + batch_size].to(self.device))
-            p, v = peaks(torch.sigmoid(logits).cpu())
-            xy.append(p)
+            x = on_canvas(batch.images[start : start + batch_size], margin)
+            p, v = peaks(torch.sigmoid(self.net(x.to(self.device))).cpu())
+            xy.append(p - margin)
             score.append(v)
-        pts = torch.cat(xy).numpy()
-        pts = (pts + 0.5) * batch.scale - 0.5
+        model_px = torch.cat(xy)
         scores = torch.cat(score).numpy()
-        return pts, scores, scores > self.settings.found_threshold
+        found = (scores > self.settings.found_threshold) & in_image(model_px, size, size).numpy()
+        return (model_px.numpy() + 0.5) * batch.scale - 0.5, scores, found

@@ -1,7 +1,7 @@
 """Landmark heatmaps: Gaussian targets, and sub-pixel peaks with a found / not-found decision.
 
-One channel per landmark; an invisible landmark has an empty channel. A landmark is "found"
-when its channel's peak exceeds `threshold` (targets peak at 1), as in SyntheX.
+One channel per landmark; a landmark without a known position has an empty channel. The
+detector decides found / not found from the peak value and position (detection.detector).
 """
 
 from __future__ import annotations
