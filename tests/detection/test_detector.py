@@ -233,3 +233,13 @@ def test_predictions_come_back_from_the_canvas_and_a_peak_off_the_image_is_not_f
     np.testing.assert_allclose(pts[0], [[20.5, 24.5], [-3.5, 10.5]], atol=1e-5)
     assert (scores > 0.9).all()
     assert found.tolist() == [[True, False], [True, False]]
+
+
+def test_a_checkpoint_from_before_the_canvas_predicts_on_the_image_alone(model, tmp_path):
+    from xrayfactory.detection.detector import Detector
+
+    ckpt = torch.load(model, weights_only=True)
+    del ckpt["settings"]["margin"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    det = Detector(tmp_path / "old.pt")
+    assert det.settings.margin_px == 0 and Detector(model).settings.margin_px == 4

@@ -7,8 +7,8 @@ absent. Intensity transforms touch the image only: collimator shutters (the fiel
 random rectangle or ellipse set to one random grey, landmarks under it stay visible as on a
 collimated X-ray), then kornia's inversion, contrast curves, multiply, blur, sharpen, dropout,
 impulse and Gaussian noise, then unsharp masking (the edge enhancement of fluoroscopy
-processing). Random parameters come from torch's
-global generator: seed it (torch.manual_seed) before each call for reproducible batches.
+processing). Random parameters come from torch's global generator: seed it (torch.manual_seed)
+before each call for reproducible batches.
 """
 
 from __future__ import annotations

@@ -160,6 +160,7 @@ class Detector:
         self.names: list[str] = list(ckpt["names"])
         s = dict(ckpt["settings"])
         s["channels"] = tuple(s["channels"])
+        s.setdefault("margin", 0.0)  # trained before the canvas: the image alone
         self.settings = DetectorSettings(**s)
         self.meta = ckpt.get("meta", {})
         self.device = pick_device(device)
