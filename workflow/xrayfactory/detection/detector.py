@@ -1,4 +1,6 @@
-"""The landmark detector: a MONAI U-Net that predicts one Gaussian heatmap per landmark.
+"""The landmark detector: a MONAI U-Net that predicts, per landmark, a probability map over a
+canvas larger than the image (spatial softmax, cross-entropy against a normalised Gaussian at the
+landmark). The map's peak is the landmark; the probability it puts on the image is its score.
 
 Identical for every arm: architecture, optimiser, schedule, augmentation and number of training
 images come from the config. Training is deterministic for a seed, checkpoints every epoch,
@@ -33,9 +35,6 @@ from xrayfactory.imaging.geometry import in_image
 
 log = logging.getLogger("xrayfactory")
 
-# Heatmaps are sigmoid(logits) trained with binary cross-entropy against the Gaussian targets;
-# the rare foreground pixels are up-weighted (plain MSE barely learns in a demo's budget).
-POS_WEIGHT = torch.tensor(20.0)
 # The image sits in the middle of a larger canvas filled with this value (outside the [0, 1]
 # of images): the network locates landmarks just outside the image on the canvas's rim.
 CANVAS_FILL = -1.0
@@ -49,12 +48,22 @@ def on_canvas(images: torch.Tensor, margin: int) -> torch.Tensor:
 def canvas_targets(
     landmarks: torch.Tensor, known: torch.Tensor, size: int, margin: int, sigma: float
 ) -> torch.Tensor:
-    """(B, L, 2) image pixels of landmarks with a `known` position -> (B, L, C, C) Gaussian
-    targets on the canvas (C = size + 2 margin): one just outside the image peaks on the rim,
-    one off the canvas or not known has an empty channel."""
+    """(B, L, 2) image pixels of landmarks with a `known` position -> (B, L, C, C) target
+    distributions on the canvas (C = size + 2 margin): a Gaussian at the landmark, one just
+    outside the image on the rim, one beyond the canvas at its nearest canvas pixel; an empty
+    channel where the position is not known."""
     canvas = size + 2 * margin
-    lm = torch.nan_to_num(landmarks) + margin
-    return gaussian_heatmaps(lm, known & in_image(lm, canvas, canvas), canvas, canvas, sigma)
+    lm = (torch.nan_to_num(landmarks) + margin).clamp(0, canvas - 1)
+    maps = gaussian_heatmaps(lm, known, canvas, canvas, sigma)
+    return maps / maps.sum((-1, -2), keepdim=True).clamp(min=1e-12)
+
+
+def heatmap_loss(logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between each channel's spatial softmax and its target distribution,
+    averaged over the landmarks with a known position."""
+    logp = F.log_softmax(logits.flatten(-2), -1)
+    ce = -(targets.flatten(-2) * logp).sum(-1)
+    return (ce * known).sum() / known.sum().clamp(min=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +75,7 @@ class DetectorSettings:
     learning_rate: float = 2e-3
     batch_size: int = 8
     epochs: int = 60
-    found_threshold: float = 0.3
+    found_threshold: float = 0.5
     margin: float = 0.125
     augment: bool = True
     seed: int = 0
@@ -141,8 +150,7 @@ def train(
             x, lm, _ = aug(x, lm, vis)
         # targets from the (moved) landmarks: what augmentation brings into view shows
         y = canvas_targets(lm, known, size, margin, sigma)
-        logits = net(on_canvas(x, margin))
-        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=POS_WEIGHT.to(dev))
+        loss = heatmap_loss(net(on_canvas(x, margin)), y, known)
         return optimiser_step(opt, loss, sched)
 
     run.fit(net, step_fn)
@@ -160,7 +168,10 @@ class Detector:
         self.names: list[str] = list(ckpt["names"])
         s = dict(ckpt["settings"])
         s["channels"] = tuple(s["channels"])
-        s.setdefault("margin", 0.0)  # trained before the canvas: the image alone
+        if "margin" not in s:
+            raise InputError(
+                path, "trained by an older detector (sigmoid maps, no canvas): retrain it"
+            )
         self.settings = DetectorSettings(**s)
         self.meta = ckpt.get("meta", {})
         self.device = pick_device(device)
@@ -179,20 +190,24 @@ class Detector:
     def predict(
         self, images: np.ndarray, batch_size: int = 16
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(N, H, W) images -> landmarks (N, L, 2) in their pixels, peak scores and found (N, L):
-        a landmark is found when its peak exceeds the threshold and lies on the image."""
+        """(N, H, W) images -> landmarks (N, L, 2) in their pixels, scores (the probability
+        on the image) and found (N, L): score above the threshold and the peak on the image."""
         n = len(images)
         dummy = np.zeros((n, len(self.names), 2))
         batch = preprocess(
             images, dummy, np.zeros((n, len(self.names)), bool), self.settings.image_size
         )
         size, margin = self.settings.image_size, self.settings.margin_px
+        inner = slice(margin, margin + size)
         xy, score = [], []
         for start in range(0, n, batch_size):
-            x = on_canvas(batch.images[start : start + batch_size], margin)
-            p, v = peaks(torch.sigmoid(self.net(x.to(self.device))).cpu())
-            xy.append(p - margin)
-            score.append(v)
+            logits = self.net(
+                on_canvas(batch.images[start : start + batch_size], margin).to(self.device)
+            )
+            p = F.softmax(logits.flatten(-2), -1).view_as(logits).cpu()
+            peak, _ = peaks(p / p.amax((-1, -2), keepdim=True))
+            xy.append(peak - margin)
+            score.append(p[..., inner, inner].sum((-1, -2)))
         model_px = torch.cat(xy)
         scores = torch.cat(score).numpy()
         found = (scores > self.settings.found_threshold) & in_image(model_px, size, size).numpy()
