@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -204,8 +205,17 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert "proxy-real" in table and "deformations of one CT" in table
     assert "bootstrap (2000 resamples) of whole test images (9 clusters)" in table
     assert planned_jobs(workdir) == {}  # up to date
-    bench = pd.read_csv(res / "benchmarks" / "detector" / "real" / "fold0_seed0.tsv", sep="\t")
+    bench = pd.read_csv(
+        res / "benchmarks" / "train_detector" / "real" / "fold0_seed0.tsv", sep="\t"
+    )
     assert len(bench) == 1 and bench.s.iloc[0] > 0 and bench.max_rss.iloc[0] > 0
+    times = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "rule_times.py"), str(res / "benchmarks")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    jobs = {row.split("|")[1].strip(): float(row.split("|")[2]) for row in times.splitlines()[2:]}
+    assert jobs["train_detector"] == 7 * 3  # tests/configs/tiny.yaml: 7 arms, 3 folds, 1 seed
+    assert jobs["total"] == sum(v for k, v in jobs.items() if k != "total")
 
     # a test subject's image set changes (demo01: fold 1's test subject): fold 1 is evaluated
     # again, but no detector or generator of fold 1 is retrained (its inputs do not hold it)
