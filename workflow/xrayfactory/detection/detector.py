@@ -135,6 +135,7 @@ def train(
         opt, max_lr=settings.learning_rate, total_steps=total
     )
     aug = DomainRandomisation() if settings.augment else None
+    located_all = located(data.landmarks, data.visible, size, size)  # before any augmentation
     key = {"digest": settings.digest(), "meta": meta}
     states = {"model": net, "optimizer": opt, "scheduler": sched}
     run = TrainingRun(out, key, "detector training", total, steps_per_epoch, states)
@@ -143,8 +144,9 @@ def train(
         epoch, step = divmod(global_step, steps_per_epoch)
         order = rng_for(settings.seed, "order", epoch).permutation(n)
         idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-        x, lm, vis = (t[idx].to(dev) for t in (data.images, data.landmarks, data.visible))
-        known = located(lm, vis, size, size)
+        x, lm, vis, known = (
+            t[idx].to(dev) for t in (data.images, data.landmarks, data.visible, located_all)
+        )
         if aug is not None:
             torch.manual_seed(int(rng_for(settings.seed, "aug", epoch, step).integers(2**62)))
             x, lm, _ = aug(x, lm, vis)
