@@ -140,7 +140,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     sheet = pd.read_csv(res / "cohort" / "subjects.tsv", sep="\t")
     assert sheet.subject.tolist() == ["demo00", "demo01", "demo02"]
     folds = pd.read_csv(res / "cohort" / "folds.csv")
-    assert sorted(folds.loc[folds.role == "test", "subject"]) == ["demo00", "demo01", "demo02"]
+    assert sorted(folds.loc[folds.role == "test", "subject"]) == ["demo00", "demo01"]
     for arm, n in (("real", 3), ("drr", 3)):
         with h5py.File(res / "imagesets" / arm / "demo01.h5") as f:
             assert f["images"].shape == (n, 32, 32)
@@ -148,8 +148,8 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
             assert f.attrs["arm"] == arm and bool(f.attrs["proxy"]) == (arm == "real")
         assert (res / "qc" / f"imageset_{arm}.png").stat().st_size > 1000
     assert (res / "cohort" / "qc" / "demo02.png").exists()
-    with h5py.File(res / "imagesets" / "synth2d" / "fold2" / "shard1.h5") as f:
-        assert f["images"].shape == (2, 16, 16) and f.attrs["fold"] == 2
+    with h5py.File(res / "imagesets" / "synth2d" / "fold1" / "shard1.h5") as f:
+        assert f["images"].shape == (2, 16, 16) and f.attrs["fold"] == 1
         assert f.attrs["arm"] == "synth2d" and f.attrs["trained_on"] == "proxy-real"
     ct = nib.load(res / "synth3d" / "fold1" / "vol0" / "ct.nii.gz")
     assert ct.shape == (16, 16, 16) and ct.get_data_dtype() == np.int16
@@ -169,8 +169,8 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     with h5py.File(res / "imagesets" / "real_resized" / "demo01.h5") as f:
         assert f["images"].shape == (3, 32, 32) and f.attrs["arm"] == "real_resized"
     quality = pd.read_csv(res / "report" / "synth3d_quality.csv")
-    assert quality.fold.tolist() == ["0"] * 4 + ["1"] * 4 + ["2"] * 4 + ["mean"] * 2
-    assert quality.kind.tolist() == ["real", "real", "generated", "generated"] * 3 + [
+    assert quality.fold.tolist() == ["0"] * 4 + ["1"] * 4 + ["mean"] * 2
+    assert quality.kind.tolist() == ["real", "real", "generated", "generated"] * 2 + [
         "real",
         "generated",
     ]
@@ -180,18 +180,18 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert metrics.arm.tolist() == ["baseline", "real", "drr", *controls]
     realism = pd.read_csv(res / "report" / "realism.csv")
     assert realism.arm.tolist() == ["real", "drr", *controls]
-    assert (realism.n_folds == 3).all() and (realism.n_images == 2).all()
+    assert (realism.n_folds == 2).all() and (realism.n_images == 2).all()
     assert (realism.frechet_distance >= 0).all() and realism.intensity_distance.notna().all()
     fidelity = pd.read_csv(res / "report" / "label_fidelity.csv")
-    assert set(fidelity.fold) == {"0", "1", "2", "mean"} and "all" in set(fidelity.landmark)
+    assert set(fidelity.fold) == {"0", "1", "mean"} and "all" in set(fidelity.landmark)
     steps = pd.read_csv(res / "report" / "sampler_steps.csv")
     assert steps.loc[steps.fold == "mean", "evaluations_per_image"].tolist() == [4]
-    assert (metrics.n_images == 9).all() and set(metrics.test_data) == {
+    assert (metrics.n_images == 6).all() and set(metrics.test_data) == {
         "proxy-real (demo acquisition model); subjects are deformations of one CT, "
         "not independent patients"
     }
     per_fold = pd.read_csv(res / "report" / "per_fold.csv")
-    assert per_fold.fold.tolist() == [0, 1, 2] * len(metrics) and (per_fold.n_images == 3).all()
+    assert per_fold.fold.tolist() == [0, 1] * len(metrics) and (per_fold.n_images == 3).all()
     for name in (
         "metrics.md",
         "metrics.tex",
@@ -203,7 +203,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         assert (res / "report" / name).stat().st_size > 100, name
     table = (res / "report" / "metrics.md").read_text()
     assert "proxy-real" in table and "deformations of one CT" in table
-    assert "bootstrap (2000 resamples) of whole test images (9 clusters)" in table
+    assert "bootstrap (2000 resamples) of whole test images (6 clusters)" in table
     assert planned_jobs(workdir) == {}  # up to date
     bench = pd.read_csv(
         res / "benchmarks" / "train_detector" / "real" / "fold0_seed0.tsv", sep="\t"
@@ -214,7 +214,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     jobs = {row.split("|")[1].strip(): float(row.split("|")[2]) for row in times.splitlines()[2:]}
-    assert jobs["train_detector"] == 7 * 3  # tests/configs/tiny.yaml: 7 arms, 3 folds, 1 seed
+    assert jobs["train_detector"] == 7 * 2  # tests/configs/tiny.yaml: 7 arms, 2 folds, 1 seed
     assert jobs["total"] == sum(v for k, v in jobs.items() if k != "total")
 
     # a test subject's image set changes (demo01: fold 1's test subject): fold 1 is evaluated
@@ -228,7 +228,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     finally:
         shutil.copy2(tmp_path / "demo01.h5", shard)
     trained = {(rule, w["fold"]) for rule, w in jobs if rule.startswith("train_")}
-    assert ("train_detector", "0") in trained and ("train_synth2d", "2") in trained
+    assert ("train_detector", "0") in trained and ("train_synth2d", "0") in trained
     assert not [job for job in trained if job[1] == "1"], trained
     assert ("evaluate_detector", "1") in {(rule, w.get("fold")) for rule, w in jobs}
     assert planned_jobs(workdir) == {}
@@ -250,12 +250,12 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     # a sampler change resamples synth2d and reruns what depends on it, nothing else
     changed = {**TINY, "synth2d": {**TINY["synth2d"], "sampler": {"kind": "ddim", "steps": 3}}}
     arm_jobs = {
-        "sample_synth2d": 6,
-        "synth2d_fidelity": 3,
+        "sample_synth2d": 4,
+        "synth2d_fidelity": 2,
         "imageset_qc": 1,
-        "train_detector": 3,
-        "evaluate_detector": 3,
-        "realism": 3,
+        "train_detector": 2,
+        "evaluate_detector": 2,
+        "realism": 2,
         "report_synth2d": 1,
     }
     study_dir(scope, changed)
@@ -265,15 +265,15 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     # design) and reruns what depends on them: no real or synth2d job, no synth3d generator job
     changed = {**TINY, "drr": {**TINY["drr"], "kvp": 100.0}}
     # (and the DRR controls, which render like drr)
-    arm_jobs = {"render_imageset": 3, "imageset_qc": 1, "train_detector": 3}
-    arm_jobs |= {"evaluate_detector": 3, "realism": 3}
+    arm_jobs = {"render_imageset": 3, "imageset_qc": 1, "train_detector": 2}
+    arm_jobs |= {"evaluate_detector": 2, "realism": 2}
     study_dir(scope, changed)
     assert planned_jobs(scope, "drr") == {**arm_jobs, "drr": 1}
     assert planned_jobs(scope) == {
         "render_imageset": 3,
-        "render_synth3d": 6,
+        "render_synth3d": 4,
         "render_drr_grid": 3,
-        "render_drr_recon": 6,
+        "render_drr_recon": 4,
         **{rule: 4 * arm_jobs[rule] for rule in ("imageset_qc", "train_detector")},
         **{rule: 4 * arm_jobs[rule] for rule in ("evaluate_detector", "realism")},
         "report": 1,
@@ -283,15 +283,15 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     # a synth3d sampler change regenerates its CTs and what depends on them, nothing else
     changed = {**TINY, "synth3d": {**TINY["synth3d"], "sampler": {"kind": "ddpm"}}}
     assert planned_jobs(study_dir(scope, changed)) == {
-        "sample_synth3d": 3,
-        "render_synth3d": 6,
-        "synth3d_volume_qc": 6,
-        "synth3d_quality": 3,
+        "sample_synth3d": 2,
+        "render_synth3d": 4,
+        "synth3d_volume_qc": 4,
+        "synth3d_quality": 2,
         "report_synth3d": 1,
         "imageset_qc": 1,
-        "train_detector": 3,
-        "evaluate_detector": 3,
-        "realism": 3,
+        "train_detector": 2,
+        "evaluate_detector": 2,
+        "realism": 2,
         "report": 1,
         "report_realism": 1,
         "all": 1,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.networks.layers import GaussianFilter
 
 from xrayfactory.cohort.volumes import Volume
 from xrayfactory.core.device import pick_device
@@ -112,6 +111,9 @@ def kwire_path(
 
 
 def _blur(img: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    # imported here: DRR jobs import this module, and MONAI's import costs every job seconds
+    from monai.networks.layers import GaussianFilter
+
     return GaussianFilter(2, sigma=sigma_px).to(img.device)(img[:, None])[:, 0]
 
 

@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 
 from xrayfactory.core.atomic import PathLike, write_csv
-from xrayfactory.detection.detector import Detector
 from xrayfactory.imaging.splits import load_arm, load_test_set, realism_sample
-from xrayfactory.study.realism import encoder_features, frechet_distance, intensity_distance
 from xrayfactory.study.report import StatsSettings, realism_table, write_report
 
 log = logging.getLogger("xrayfactory")
@@ -30,6 +28,11 @@ def realism(
 ) -> None:
     """Fréchet and intensity distances of N of the arm's training images to the fold's test
     images (`sample`: N, the detectors' training-set size, the selection seed)."""
+    # imported here, not at the top: the report jobs need neither torch nor MONAI, whose
+    # imports cost each job seconds
+    from xrayfactory.detection.detector import Detector
+    from xrayfactory.study.realism import encoder_features, frechet_distance, intensity_distance
+
     n, n_train, seed = sample
     test_set, _ = load_test_set(test, f"fold {fold}")
     det = Detector(detector, device=device)
