@@ -96,19 +96,31 @@ def test_random_domain_randomisation_is_seeded_and_reveals_edge_landmarks():
     assert np.isfinite(a[1].numpy()).all()
 
 
-def test_shutters_grey_the_field_outside_an_opening_that_keeps_the_centre():
+def test_shutters_cover_the_field_outside_an_opening_that_keeps_the_centre():
     from xrayfactory.detection.augment import RandomShutter
 
     torch.manual_seed(0)
-    img = torch.rand(32, 1, SIZE, SIZE) * 0.5 + 0.25
-    out = RandomShutter(p=1.0)(img)
+    img = torch.rand(64, 1, SIZE, SIZE) * 0.5 + 0.25
+    out = RandomShutter(p=1.0, edge_sigma=0.05)(img)  # sharp edges: one grey per shutter
     centre = slice(SIZE // 2 - 2, SIZE // 2 + 2)
-    assert torch.equal(out[..., centre, centre], img[..., centre, centre])
-    for k in range(32):
-        shut = out[k] != img[k]
-        assert shut.any() and out[k][shut].unique().numel() == 1  # one grey per image
-        assert shut[0, 0, 0]  # a corner lies under the shutter
+    assert torch.allclose(out[..., centre, centre], img[..., centre, centre], atol=1e-6)
+    corner = out[:, 0, 0, 0]  # a corner lies under the shutter
+    assert not torch.isclose(corner, img[:, 0, 0, 0]).any()
+    lead = torch.isclose(corner, img.amax(dim=(1, 2, 3)))  # as bright as the brightest pixel
+    assert 0.5 < lead.float().mean() < 0.9
+    assert ((out >= 0) & (out <= 1)).all()
     assert torch.equal(RandomShutter(p=0.0)(img), img)
+
+
+def test_shutter_edges_are_soft_or_sharp_as_drawn():
+    from xrayfactory.detection.augment import RandomShutter
+
+    torch.manual_seed(1)
+    img = torch.zeros(32, 1, SIZE, SIZE)
+    row = RandomShutter(p=1.0, p_lead=0.0, inset=0.0, radii=(0.3, 0.3))(img + 0.5)[:, 0, SIZE // 2]
+    # from the open centre to the shutter: values between the two show a blurred edge
+    between = ((row - 0.5).abs() > 1e-3) & ((row - row[:, :1]).abs() > 1e-3)
+    assert between.sum(dim=1).max() >= 4 and between.sum(dim=1).min() <= 2
 
 
 def test_unsharp_masking_overshoots_at_edges_and_keeps_flat_fields():

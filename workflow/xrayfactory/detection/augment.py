@@ -4,11 +4,11 @@ Spatial transforms (small affine, elastic) warp the image and move the landmark 
 exactly; the heatmap targets and visibility are made afterwards from the moved coordinates, so a
 landmark that the transform brings into view is taught as present and one it pushes out as
 absent. Intensity transforms touch the image only: collimator shutters (the field outside a
-random rectangle or ellipse set to one random grey, landmarks under it stay visible as on a
-collimated X-ray), then kornia's inversion, contrast curves, multiply, blur, sharpen, dropout,
-impulse and Gaussian noise, then unsharp masking (the edge enhancement of fluoroscopy
-processing). Random parameters come from torch's global generator: seed it (torch.manual_seed)
-before each call for reproducible batches.
+random rectangle or ellipse, soft-edged, mostly as bright as lead makes it; landmarks under it
+stay visible as on a collimated X-ray), then kornia's inversion, contrast curves, multiply,
+blur, sharpen, dropout, impulse and Gaussian noise, then unsharp masking (the edge enhancement
+of fluoroscopy processing). Random parameters come from torch's global generator: seed it
+(torch.manual_seed) before each call for reproducible batches.
 """
 
 from __future__ import annotations
@@ -76,15 +76,26 @@ def warp(
 class RandomShutter(nn.Module):
     """Collimator shutters on (B, 1, H, W) images in [0, 1], each sample with probability `p`:
     a rectangle (each edge in by up to `inset` of the size) or an ellipse (radii `radii` of
-    the size), outside of which the image takes one random grey."""
+    the size), outside of which lies the shutter. Lead attenuates more than anything in the
+    body, so with probability `p_lead` the shutter takes the image's brightest value (bone
+    bright), else one random grey; its edge is blurred by up to `edge_sigma` pixels (the focal
+    spot's penumbra and the detector's blur)."""
 
-    def __init__(self, p: float = 0.5, inset: float = 0.2, radii: tuple = (0.4, 0.65)) -> None:
+    def __init__(
+        self,
+        p: float = 0.5,
+        inset: float = 0.2,
+        radii: tuple = (0.4, 0.65),
+        p_lead: float = 0.7,
+        edge_sigma: float = 2.0,
+    ) -> None:
         super().__init__()
         self.p, self.inset, self.radii = p, inset, radii
+        self.p_lead, self.edge_sigma = p_lead, edge_sigma
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         b, _, h, w = images.shape
-        u = torch.rand(b, 9).to(images)
+        u = torch.rand(b, 11).to(images)
         rows = torch.linspace(0, 1, h).to(images)[None, :, None]
         cols = torch.linspace(0, 1, w).to(images)[None, None, :]
         lo, hi = (u[:, 0:2] * self.inset)[..., None, None], (1 - u[:, 2:4] * self.inset)
@@ -97,9 +108,16 @@ class RandomShutter(nn.Module):
             (rows - centre[:, 1]) / radius[:, 1]
         ) ** 2 <= 1
         open_field = torch.where(u[:, 8, None, None] < 0.5, rect, ellipse)[:, None]
+        k = 2 * math.ceil(2.5 * self.edge_sigma) + 1
+        sigma = 0.05 + (self.edge_sigma - 0.05) * u[:, 9]
+        opening = gaussian_blur2d(
+            open_field.to(images), (k, k), torch.stack([sigma, sigma], -1), "replicate"
+        )
         shut = (torch.rand(b) < self.p).to(images.device)[:, None, None, None]
-        grey = torch.rand(b).to(images)[:, None, None, None]
-        return torch.where(shut & ~open_field, grey, images)
+        lead = (u[:, 10] < self.p_lead)[:, None, None, None]
+        brightest = images.amax(dim=(1, 2, 3), keepdim=True)
+        grey = torch.where(lead, brightest, torch.rand(b).to(images)[:, None, None, None])
+        return torch.where(shut, opening * images + (1 - opening) * grey, images)
 
 
 class RandomUnsharpMask(nn.Module):
@@ -131,8 +149,8 @@ class DomainRandomisation(nn.Module):
         self,
         *,
         degrees: float = 10.0,
-        translate: float = 0.06,
-        scale: tuple[float, float] = (0.9, 1.1),
+        translate: float = 0.1,
+        scale: tuple[float, float] = (0.9, 1.25),
         p_affine: float = 0.8,
         elastic_sigma: float = 6.0,
         elastic_alpha: float = 0.5,
