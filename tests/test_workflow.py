@@ -31,6 +31,7 @@ from tests.workflow_runs import (
     study_dir,
 )
 from xrayfactory.cohort.sheet import folds
+from xrayfactory.detection.predictions import with_errors
 
 
 def test_dag_of_the_default_configuration(tmp_path):
@@ -216,6 +217,20 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     jobs = {row.split("|")[1].strip(): float(row.split("|")[2]) for row in times.splitlines()[2:]}
     assert jobs["train_detector"] == 7 * 2  # tests/configs/tiny.yaml: 7 arms, 2 folds, 1 seed
     assert jobs["total"] == sum(v for k, v in jobs.items() if k != "total")
+
+    # the transfer diagnostic: its "as is" images are the study's own test images (same views,
+    # same random stream), so the `real` detector's error there is the study's
+    ablation = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "proxy_ablation.py"), "--workdir",
+         str(workdir), "--arms", "real", "--variants", "as is", "no collimation",
+         "held-out DRRs"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert ablation.returncode == 0, ablation.stderr[-3000:]
+    rows = {r.split("|")[1].strip(): r.split("|")[2:5] for r in ablation.stdout.splitlines()[3:]}
+    assert list(rows) == ["as is", "no collimation", "held-out DRRs"]
+    own = with_errors(pd.read_csv(res / "predictions" / "real" / "fold0_seed0.csv"))
+    assert float(rows["as is"][0]) == pytest.approx(own.err_mm.mean(), abs=0.006)
 
     # a test subject's image set changes (demo01: fold 1's test subject): fold 1 is evaluated
     # again, but no detector or generator of fold 1 is retrained (its inputs do not hold it)
