@@ -79,9 +79,7 @@ def ablation(
         {"carm": config["carm"], "views": config["views"], "names": config["landmarks"]["names"],
          "n_images": config["real"]["images_per_subject"], "seed": config["seed"]}
     )  # fmt: skip
-    acquisition = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in config["real"]["acquisition"].items()
-    }
+    acquisition = AcquisitionParams.from_config(config["real"]["acquisition"], device)
     drr = {k: v for k, v in config["drr"].items() if k != "images_per_subject"}
     drr_plan = dataclasses.replace(plan, n_images=config["drr"]["images_per_subject"])
     detectors = {
@@ -99,7 +97,7 @@ def ablation(
         if variant == HELD_OUT_DRRS:
             sets = [drr_imageset("drr", s, ct, lm, drr_plan, drr, device) for s, ct, lm in subjects]
         else:
-            params = AcquisitionParams(device=device, **{**acquisition, **VARIANTS[variant]})
+            params = dataclasses.replace(acquisition, **VARIANTS[variant])
             sets = [real_imageset(s, ct, lm, plan, params) for s, ct, lm in subjects]
         images = concatenate(sets, variant)
         for arm, det in detectors.items():

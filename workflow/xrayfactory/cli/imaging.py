@@ -15,8 +15,7 @@ def render_imageset(a: argparse.Namespace) -> None:
     s = a.settings
     plan = ViewPlan.from_settings(s)
     if a.arm == "real":
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in s["acquisition"].items()}
-        form = AcquisitionParams(device=s["device"], **params)
+        form = AcquisitionParams.from_config(s["acquisition"], s["device"])
     else:
         form = s["drr"]
     job(a.subject, a.ct, a.landmarks, a.out, plan, form, s["device"])

@@ -49,6 +49,13 @@ class AcquisitionParams:
     oversample: int = 2
     device: str = "auto"
 
+    @classmethod
+    def from_config(cls, section: dict, device: str) -> AcquisitionParams:
+        """From the config's `real.acquisition` section (YAML lists become tuples)."""
+        return cls(
+            device=device, **{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+        )
+
 
 def water_equivalent_density(hu: torch.Tensor) -> torch.Tensor:
     """Mass density (g/cm^3) from HU, water-equivalent linear map 1 + HU/1000, clipped at 0.
