@@ -161,8 +161,8 @@ def test_non_numeric_landmark_is_a_message_not_a_traceback(tmp_path):
     settings = {"names": NAMES}
     out = tmp_path / "qc.png"
     r = _cli(
-        "subject-qc", "--ct", str(CT_PATH), "--seg", str(SEG_PATH), "--landmarks", str(lm),
-        "--subject", "s", "--out", str(out), "--settings", json.dumps(settings),
+        "cohort-qc", "--ct", str(CT_PATH), "--seg", str(SEG_PATH), "--landmarks", str(lm),
+        "--subjects", "s", "--out", str(out), "--settings", json.dumps(settings),
     )  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"error: {lm}: row 10 (L5): non-numeric coordinate in 0, 1o0, 0" in r.stderr

@@ -51,7 +51,7 @@ def test_dag_of_the_default_configuration(tmp_path):
         "demo_subject": n,
         "cohort_sheet": 1,
         "check_cohort": 1,
-        "subject_qc": n,
+        "cohort_qc": 1,
         "folds": 1,
         "render_imageset": 2 * n,
         "imageset_qc": 4,
@@ -59,7 +59,6 @@ def test_dag_of_the_default_configuration(tmp_path):
         "train_synth3d_diffusion": n,
         "sample_synth3d": n,
         "render_synth3d": volumes,
-        "synth3d_volume_qc": volumes,
         "synth3d_quality": n,
         "report_synth3d": 1,
         "train_synth2d": n,
@@ -311,7 +310,6 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert planned_jobs(study_dir(scope, changed)) == {
         "sample_synth3d": 2,
         "render_synth3d": 4,
-        "synth3d_volume_qc": 4,
         "synth3d_quality": 2,
         "report_synth3d": 1,
         "imageset_qc": 1,
@@ -330,7 +328,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     )
     jobs = planned_jobs(user)
     assert "demo_subject" not in jobs and "fetch_demo_data" not in jobs
-    assert jobs["render_imageset"] == 6 and jobs["subject_qc"] == 3 and jobs["report"] == 1
+    assert jobs["render_imageset"] == 6 and jobs["cohort_qc"] == 1 and jobs["report"] == 1
 
 
 def _incomplete(workdir: Path) -> set[Path]:

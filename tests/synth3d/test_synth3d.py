@@ -310,6 +310,8 @@ def test_train_then_sample_makes_cts_on_the_model_grid_with_carried_landmarks(st
         *[f"{g}_seg.nii.gz" for g in gen],
         "--generated-landmarks",
         *[f"{g}_lm.csv" for g in gen],
+        "--out-qc",
+        *[f"{g}_qc.png" for g in gen],
         "--out",
         str(d / "quality.csv"),
         "--settings",
@@ -321,6 +323,7 @@ def test_train_then_sample_makes_cts_on_the_model_grid_with_carried_landmarks(st
     q = pd.read_csv(d / "quality.csv")
     assert q.volume.tolist() == ["s1", "s2", "0", "1", "2"]
     assert q.kind.tolist() == ["real"] * 2 + ["generated"] * 3
+    assert all(Path(f"{g}_qc.png").stat().st_size > 1000 for g in gen)  # a figure per volume
     assert q.bone_dice.between(0, 1).all() and q.filter(like="hu_emd").notna().all().all()
     # the real CTs on the model grid are the ceiling of the bone Dice
     assert (q.bone_dice[q.kind == "real"] > 0.8).all()

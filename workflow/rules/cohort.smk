@@ -1,6 +1,6 @@
 # The cohort: the demo's real CT (mirror or download), its landmarks, K deformed subjects, the
-# cohort sheet, the cohort check (every job that reads a subject waits for it), subject QC
-# figures and the subject-level folds.
+# cohort sheet, the cohort check (every job that reads a subject waits for it), the subjects'
+# QC figures (one job) and the subject-level folds.
 
 
 rule fetch_demo_data:
@@ -108,22 +108,25 @@ rule cohort_sheet:
         " --landmarks {input.landmarks} 2> {log}"
 
 
-rule subject_qc:
+rule cohort_qc:
     input:
         checked=CHECKED,
-        ct=subject_file("ct"),
-        seg=subject_file("segmentation"),
-        landmarks=subject_file("landmarks"),
+        ct=cohort_files("ct"),
+        seg=cohort_files("segmentation"),
+        landmarks=cohort_files("landmarks"),
     output:
-        report(
-            "results/cohort/qc/{subject}.png",
-            caption="../report/subject_qc.rst",
-            category="Cohort",
-            subcategory="Landmarks",
-            labels={"subject": "{subject}"},
-        ),
+        [
+            report(
+                f"results/cohort/qc/{subject}.png",
+                caption="../report/subject_qc.rst",
+                category="Cohort",
+                subcategory="Landmarks",
+                labels={"subject": subject},
+            )
+            for subject in SUBJECTS
+        ],
     log:
-        "logs/cohort/qc_{subject}.log",
+        "logs/cohort/cohort_qc.log",
     conda:
         ENV
     container:
@@ -131,12 +134,13 @@ rule subject_qc:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=10,
+        runtime=30,
     params:
+        subjects=SUBJECTS,
         settings=settings(names=config["landmarks"]["names"]),
     shell:
-        "python -m xrayfactory --threads {threads} subject-qc --ct {input.ct} --seg {input.seg}"
-        " --landmarks {input.landmarks} --subject {wildcards.subject} --out {output}"
+        "python -m xrayfactory --threads {threads} cohort-qc --subjects {params.subjects}"
+        " --ct {input.ct} --seg {input.seg} --landmarks {input.landmarks} --out {output}"
         " --settings {params.settings:q} 2> {log}"
 
 

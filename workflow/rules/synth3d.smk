@@ -188,40 +188,6 @@ rule render_drr_recon:
         " --settings {params.settings:q} 2> {log}"
 
 
-rule synth3d_volume_qc:
-    input:
-        ct="results/synth3d/fold{fold}/vol{vol}/ct.nii.gz",
-        seg="results/synth3d/fold{fold}/vol{vol}/seg.nii.gz",
-        landmarks="results/synth3d/fold{fold}/vol{vol}/landmarks.csv",
-    output:
-        report(
-            "results/synth3d/qc/fold{fold}_vol{vol}.png",
-            caption="../report/synth3d_qc.rst",
-            category="Generators",
-            subcategory="synth3d volumes",
-            labels={"fold": "{fold}", "volume": "{vol}"},
-        ),
-    log:
-        "logs/synth3d/qc_fold{fold}_vol{vol}.log",
-    wildcard_constraints:
-        vol=r"\d+",
-    conda:
-        ENV
-    container:
-        CPU_IMAGE
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        settings=settings(names=config["landmarks"]["names"]),
-    shell:
-        "python -m xrayfactory --threads {threads} synth3d-volume-qc --ct {input.ct}"
-        " --seg {input.seg} --landmarks {input.landmarks}"
-        " --fold {wildcards.fold} --volume {wildcards.vol}"
-        " --out {output} --settings {params.settings:q} 2> {log}"
-
-
 rule synth3d_quality:
     input:
         ct=fold_subject_files("ct"),
@@ -231,7 +197,17 @@ rule synth3d_quality:
         generated_seg=synth3d_volumes("{fold}", "seg.nii.gz"),
         generated_landmarks=synth3d_volumes("{fold}", "landmarks.csv"),
     output:
-        "results/synth3d/fold{fold}/quality.csv",
+        table="results/synth3d/fold{fold}/quality.csv",
+        qc=[
+            report(
+                f"results/synth3d/qc/fold{{fold}}_vol{vol}.png",
+                caption="../report/synth3d_qc.rst",
+                category="Generators",
+                subcategory="synth3d volumes",
+                labels={"fold": "{fold}", "volume": str(vol)},
+            )
+            for vol in range(config["synth3d"]["n_volumes"])
+        ],
     log:
         "logs/synth3d/quality_fold{fold}.log",
     benchmark:
@@ -253,7 +229,7 @@ rule synth3d_quality:
         " --landmarks {input.landmarks} --generated-ct {input.generated_ct}"
         " --generated-seg {input.generated_seg}"
         " --generated-landmarks {input.generated_landmarks}"
-        " --out {output} --settings {params.settings:q} 2> {log}"
+        " --out {output.table} --out-qc {output.qc} --settings {params.settings:q} 2> {log}"
 
 
 rule report_synth3d:

@@ -38,10 +38,10 @@ def cohort_sheet(a: argparse.Namespace) -> None:
     job(a.out, a.schema, a.subjects, a.ct, a.segmentation, a.landmarks)
 
 
-def subject_qc(a: argparse.Namespace) -> None:
-    from xrayfactory.imaging.jobs import subject_qc as job
+def cohort_qc(a: argparse.Namespace) -> None:
+    from xrayfactory.imaging.jobs import cohort_qc as job
 
-    job(a.ct, a.seg, a.landmarks, a.settings["names"], f"{a.subject}: 3D landmarks", a.out)
+    job(a.subjects, a.ct, a.seg, a.landmarks, a.settings["names"], a.out)
 
 
 def check_cohort(a: argparse.Namespace) -> None:
@@ -87,11 +87,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, nargs="+", required=True)
     p.set_defaults(handler=cohort_sheet)
 
-    p = sub.add_parser("subject-qc", help="QC figure of a subject's 3D landmarks")
-    for flag in ("--ct", "--seg", "--landmarks", "--subject", "--out"):
-        p.add_argument(flag, required=True)
+    p = sub.add_parser("cohort-qc", help="QC figure of each subject's 3D landmarks")
+    for flag in ("--subjects", "--ct", "--seg", "--landmarks", "--out"):
+        p.add_argument(flag, nargs="+", required=True)
     add_settings(p)
-    p.set_defaults(handler=subject_qc)
+    p.set_defaults(handler=cohort_qc)
 
     p = sub.add_parser(
         "check-cohort", help="read and cross-check every subject; report every problem at once"

@@ -100,13 +100,6 @@ def render_drr_recon(a: argparse.Namespace) -> None:
     job(a.fold, a.subject, a.ct, a.landmarks, a.autoencoder, a.out, *_render(a.settings))
 
 
-def synth3d_volume_qc(a: argparse.Namespace) -> None:
-    from xrayfactory.imaging.jobs import subject_qc
-
-    title = f"synth3d-f{a.fold}-v{a.volume}: 3D landmarks"
-    subject_qc(a.ct, a.seg, a.landmarks, a.settings["names"], title, a.out)
-
-
 def synth3d_quality(a: argparse.Namespace) -> None:
     from xrayfactory.synth3d.ctgrid import grid_spec
     from xrayfactory.synth3d.jobs import synth3d_quality as job
@@ -122,6 +115,7 @@ def synth3d_quality(a: argparse.Namespace) -> None:
         s["labels"],
         s["names"],
         a.out,
+        a.out_qc,
     )
 
 
@@ -188,17 +182,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_settings(p)
     p.set_defaults(handler=render_drr_recon)
 
-    p = sub.add_parser("synth3d-volume-qc", help="QC figure of a generated CT's landmarks")
-    p.add_argument("--fold", type=int, required=True)
-    p.add_argument("--volume", type=int, required=True)
-    for flag in ("--ct", "--seg", "--landmarks", "--out"):
-        p.add_argument(flag, required=True)
-    add_settings(p)
-    p.set_defaults(handler=synth3d_volume_qc)
-
-    p = sub.add_parser("synth3d-quality", help="bone Dice and HU distances of generated CTs")
+    p = sub.add_parser(
+        "synth3d-quality", help="bone Dice and HU distances of generated CTs, and their QC figures"
+    )
     _fold_args(p, landmarks=True)
-    for flag in ("--generated-ct", "--generated-seg", "--generated-landmarks"):
+    for flag in ("--generated-ct", "--generated-seg", "--generated-landmarks", "--out-qc"):
         p.add_argument(flag, nargs="+", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(handler=synth3d_quality)

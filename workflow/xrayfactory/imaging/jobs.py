@@ -1,5 +1,5 @@
-"""Imaging's jobs, one per rule of workflow/rules/imaging.smk, and the subject QC figure that
-the cohort and synth3d rules share (it renders DRRs)."""
+"""Imaging's jobs, one per rule of workflow/rules/imaging.smk, and the cohort's QC figures
+(they render DRRs)."""
 
 from __future__ import annotations
 
@@ -44,10 +44,19 @@ def imageset_qc(shards: list[str], out: PathLike) -> None:
     imageset_grid(s, f"arm {s.attrs.get('arm')}: {len(s)} images{note}", out)
 
 
-def subject_qc(
-    ct: PathLike, seg: PathLike, landmarks: PathLike, names: list[str], title: str, out: PathLike
+def cohort_qc(
+    subjects: list[str],
+    cts: list[str],
+    segs: list[str],
+    landmarks: list[str],
+    names: list[str],
+    outs: list[str],
 ) -> None:
-    """AP and lateral DRRs of a subject (or generated CT) with its 3D landmarks."""
-    volume = load_ct(ct)
-    load_segmentation(seg, volume, ct)
-    subject_figure(volume, load_landmarks(landmarks, names, volume), title, out)
+    """AP and lateral DRRs of every subject with its 3D landmarks, one figure per subject."""
+    for subject, ct_path, seg_path, lm_path, out in zip(
+        subjects, cts, segs, landmarks, outs, strict=True
+    ):
+        volume = load_ct(ct_path)
+        load_segmentation(seg_path, volume, ct_path)
+        title = f"{subject}: 3D landmarks"
+        subject_figure(volume, load_landmarks(lm_path, names, volume), title, out)

@@ -19,6 +19,7 @@ from xrayfactory.core.errors import InputError
 from xrayfactory.core.progress import Progress
 from xrayfactory.core.rng import rng_for
 from xrayfactory.imaging.imageset import write_imageset
+from xrayfactory.imaging.qc import subject_figure
 from xrayfactory.imaging.render import ViewPlan, drr_imageset
 from xrayfactory.synth3d.controls import on_model_grid, reconstructed
 from xrayfactory.synth3d.ctgrid import (
@@ -266,9 +267,11 @@ def synth3d_quality(
     labels: dict[str, int],
     names: list[str],
     out: PathLike,
+    qc: list[str],
 ) -> None:
     """Bone Dice, per-tissue HU distances and landmark offsets of the fold's generated CTs
-    (`generated`: CT, label map and landmark files), beside its real CTs on the same grid."""
+    (`generated`: CT, label map and landmark files), beside its real CTs on the same grid, and
+    each generated CT's QC figure (`qc`: its AP and lateral DRRs with the carried landmarks)."""
     real = []
     for i in range(len(data.subjects)):
         ct, seg = data.load(i)
@@ -289,12 +292,12 @@ def synth3d_quality(
         }
 
     rows = [row("real", subject, *r) for subject, r in zip(data.subjects, real, strict=True)]
-    for k, (ct_path, seg_path, lm_path) in enumerate(zip(*generated, strict=True)):
+    for k, (ct_path, seg_path, lm_path, qc_path) in enumerate(zip(*generated, qc, strict=True)):
         ct = load_ct(ct_path)
         seg = load_segmentation(seg_path, ct, ct_path)
-        rows.append(
-            row("generated", k, ct.data, seg.data, ct.affine, load_landmarks(lm_path, names))
-        )
+        landmarks = load_landmarks(lm_path, names)
+        rows.append(row("generated", k, ct.data, seg.data, ct.affine, landmarks))
+        subject_figure(ct, landmarks, f"synth3d-f{data.fold}-v{k}: 3D landmarks", qc_path)
         log.info(
             "fold %d volume %d: bone Dice %.3f, carried landmarks %.1f mm from the drawn bone's",
             data.fold,
