@@ -123,10 +123,11 @@ def train(
     """Train and write the final checkpoint `out` (resumable, core.training). Each epoch draws
     its batch order, each step its augmentation from (seed, epoch, step)."""
     torch.manual_seed(settings.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     n = len(data.images)
     size, margin, sigma = settings.image_size, settings.margin_px, settings.sigma_px
     dev = pick_device(device)
+    if dev.type == "cuda":  # CPU kernels of this loop are deterministic; the call imports dynamo
+        torch.use_deterministic_algorithms(True, warn_only=True)
     net = build_network(len(names), settings).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     steps_per_epoch = max(1, n // settings.batch_size)

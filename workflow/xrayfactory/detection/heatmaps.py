@@ -12,13 +12,14 @@ import torch
 def gaussian_heatmaps(
     landmarks: torch.Tensor, visible: torch.Tensor, rows: int, cols: int, sigma: float
 ) -> torch.Tensor:
-    """(B, L, 2) pixel (col, row) + (B, L) visibility -> (B, L, rows, cols) targets in [0, 1]."""
+    """(B, L, 2) pixel (col, row) + (B, L) visibility -> (B, L, rows, cols) targets in [0, 1]:
+    the outer product of a row and a column Gaussian (rows + cols exponentials per map)."""
     r = torch.arange(rows, dtype=landmarks.dtype, device=landmarks.device)
     c = torch.arange(cols, dtype=landmarks.dtype, device=landmarks.device)
-    dc = (c[None, None, None, :] - landmarks[..., 0, None, None]) ** 2
-    dr = (r[None, None, :, None] - landmarks[..., 1, None, None]) ** 2
-    maps = torch.exp(-(dc + dr) / (2 * sigma**2))
-    return maps * visible[..., None, None].to(maps.dtype)
+    gc = torch.exp(-((c - landmarks[..., 0, None]) ** 2) / (2 * sigma**2))
+    gr = torch.exp(-((r - landmarks[..., 1, None]) ** 2) / (2 * sigma**2))
+    gr = gr * visible[..., None].to(gr.dtype)
+    return gr[..., :, None] * gc[..., None, :]
 
 
 def peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
