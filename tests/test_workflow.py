@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.conftest import REPO
@@ -131,6 +132,15 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     assert r.returncode != 0
     assert "key drr.kvp: 'high' is not of type 'number'" in r.stderr
     assert not (workdir / "results").exists() and not (workdir / "resources" / "pelvis-ct").exists()
+    # a scaling sweep asking for more images than a fold's training subjects have
+    study_dir(tmp_path, {**TINY, "detector": {**TINY["detector"], "sizes": [2, 7]}})
+    r = run(workdir, "--cores", "1")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert (
+        "error: config: key detector.sizes: asks arm real for 7 training images, fold 0 has 6"
+        in r.stderr
+    )
+    assert not (workdir / "results").exists()
 
 
 @pytest.fixture(scope="module")
@@ -320,6 +330,26 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "report_realism": 1,
         "all": 1,
     }
+
+    # a scaling sweep: each size plans only its detectors, their evaluations and the report;
+    # the sizes' training images are nested (2 of the 4 of `real` itself, of the 6 of a fold)
+    sizes = []
+    for size in (2, 6):
+        sizes.append(size)
+        sweep = {**TINY, "detector": {**TINY["detector"], "sizes": {"real": sizes}}}
+        point = {"train_detector": 2, "evaluate_detector": 2, "report": 1, "all": 1}
+        assert planned_jobs(study_dir(scope, sweep)) == point
+        r = run(scope, "--cores", "2")
+        assert r.returncode == 0, r.stderr[-3000:]
+    trained = {
+        arm: torch.load(scope / f"results/detector/{arm}/fold1/seed0/model.pt", weights_only=False)
+        for arm in ("real@2", "real", "real@6")
+    }
+    ids = [set(trained[arm]["meta"]["image_ids"]) for arm in ("real@2", "real", "real@6")]
+    assert [len(i) for i in ids] == [2, 4, 6] and ids[0] < ids[1] < ids[2]
+    assert not {i.split("/")[0] for i in ids[2]} & {"demo01"}  # fold 1's test subject
+    table = pd.read_csv(scope / "results/report/metrics.csv").set_index("arm")
+    assert table.compared_with["drr"] == "real" and table.compared_with["real@6"] == "real@6"
 
     # a user's cohort in the same layout plugs in through the config alone
     user = study_dir(

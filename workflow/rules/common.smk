@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from xrayfactory.cohort.sheet import demo_subjects, folds, read_sheet
 from xrayfactory.core.config import validate_config
 from xrayfactory.core.errors import InputError
+from xrayfactory.detection.training_sets import available_images, scaling_sweep
 from snakemake.exceptions import WorkflowError
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -166,21 +167,21 @@ def synth3d_shards(folds):
 def imageset_shards(wildcards):
     """An arm's shards: per subject for real, drr, drr_grid and real_resized, per fold (or all
     folds) for the generated arms and drr_recon. With a fold wildcard: exactly what that fold
-    trains on (a per-subject arm's training subjects; a generated arm's fold)."""
+    trains on (a per-subject arm's training subjects; a generated arm's fold). A sweep point
+    takes its source arm's shards."""
+    arm = SWEEP[wildcards.arm]["source"] if wildcards.arm in SWEEP else wildcards.arm
     shards = {
         "synth2d": synth2d_shards,
         "synth3d": synth3d_shards,
         "drr_recon": drr_recon_shards,
     }
-    if wildcards.arm in shards:
+    if arm in shards:
         folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
-        return shards[wildcards.arm](folds)
-    subjects = imageset_subjects(wildcards.arm)
+        return shards[arm](folds)
+    subjects = imageset_subjects(arm)
     if hasattr(wildcards, "fold"):
         subjects = fold_training_subjects(wildcards.fold)
-    return expand(
-        "results/imagesets/{arm}/{subject}.h5", arm=wildcards.arm, subject=subjects
-    )
+    return expand("results/imagesets/{arm}/{subject}.h5", arm=arm, subject=subjects)
 
 
 def fold_subjects(fold, role):
@@ -237,6 +238,12 @@ ALL_ARMS = (
     "real_resized",
 )
 REALISM_ARMS = ["real", *[arm for arm in ARMS if arm != "real"]]
+try:
+    # every detector arm: the arms at detector.train_images and the scaling sweep's points
+    SWEEP = scaling_sweep(config["detector"], FOLDS, available_images(config, FOLDS))
+except InputError as e:
+    raise WorkflowError(f"error: {e}") from None
+DETECTOR_ARMS = [*ARMS, *SWEEP]
 SYNTH2D_SAMPLING_KEYS = (
     "n_images",
     "shard_size",
@@ -247,13 +254,15 @@ SYNTH2D_SAMPLING_KEYS = (
 )
 
 
-def detector_settings():
-    """The detector's training settings: arms, seeds (wildcards) and threads left out, so that
-    adding an arm or a seed does not retrain the others."""
-    skip = ("arms", "seeds", "threads")
-    return settings(
-        detector={k: v for k, v in config["detector"].items() if k not in skip}
-    )
+def detector_settings(wildcards):
+    """The detector's training settings: arms, seeds (wildcards), sizes and threads left out,
+    so that adding an arm, a seed or a size does not retrain the others; a sweep point adds
+    its source and size."""
+    skip = ("arms", "seeds", "sizes", "threads")
+    detector = {k: v for k, v in config["detector"].items() if k not in skip}
+    if wildcards.arm in SWEEP:
+        return settings(detector=detector, training_set=SWEEP[wildcards.arm])
+    return settings(detector=detector)
 
 
 def real_selection():
@@ -336,9 +345,9 @@ def checksum_flags(source):
     return ""
 
 
-def prediction_files(arms=("baseline", *ARMS)):
-    """Per-run prediction files of `arms` (default: what the report rests on, arms + baseline),
-    folds x seeds."""
+def prediction_files(arms=("baseline", *DETECTOR_ARMS)):
+    """Per-run prediction files of `arms` (default: what the report rests on: the arms, the
+    sweep's points and the baseline), folds x seeds."""
     return expand(
         "results/predictions/{arm}/fold{fold}_seed{seed}.csv",
         arm=arms,
@@ -384,7 +393,7 @@ def arm_outputs(arm):
             f"results/qc/imageset_{arm}.png",
         ]
     if arm in ARMS:
-        out += prediction_files([arm])
+        out += prediction_files([arm, *[a for a in SWEEP if SWEEP[a]["source"] == arm]])
         out += expand("results/realism/{arm}/fold{fold}.csv", arm=arm, fold=FOLD_IDS)
     return out
 

@@ -23,7 +23,7 @@ rule train_detector:
         gpu=gpu_request(),
     params:
         train_subjects=fold_training_subject_ids,
-        settings=detector_settings(),
+        settings=detector_settings,
     shell:
         "python -m xrayfactory --threads {threads} train-detector --arm {wildcards.arm}"
         " --fold {wildcards.fold} --seed {wildcards.seed}"

@@ -13,8 +13,21 @@ def train_detector(a: argparse.Namespace) -> None:
 
     s = a.settings
     settings = DetectorSettings.from_config(s["detector"], a.seed)
-    n_images = s["detector"]["train_images"]
-    job(a.arm, a.fold, a.train_subjects, a.shards, n_images, settings, a.out, s["device"])
+    n_default = s["detector"]["train_images"]
+    sweep = s.get("training_set", {})  # a point of a scaling sweep: its source and size
+    source, n_images = sweep.get("source", a.arm), sweep.get("n_images", n_default)
+    job(
+        a.arm,
+        source,
+        a.fold,
+        a.train_subjects,
+        a.shards,
+        n_images,
+        n_default,
+        settings,
+        a.out,
+        s["device"],
+    )
 
 
 def evaluate_detector(a: argparse.Namespace) -> None:

@@ -33,6 +33,15 @@ from xrayfactory.imaging.geometry import CArm, decompose_projection, projection_
 from xrayfactory.imaging.views import pixel_rescale
 
 SPECIMENS = ("17-1882", "18-1109", "18-0725", "18-2799", "18-2800", "17-1905")
+# X-rays per specimen in the archive (366 in all)
+IMAGES = {
+    "17-1882": 111,
+    "18-1109": 104,
+    "18-0725": 24,
+    "18-2799": 48,
+    "18-2800": 55,
+    "17-1905": 24,
+}
 LANDMARKS = tuple(
     f"{name}-{side}"
     for name in ("FH", "GSN", "IOF", "MOF", "SPS", "IPS", "ASIS")

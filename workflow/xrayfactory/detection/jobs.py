@@ -23,27 +23,38 @@ log = logging.getLogger("xrayfactory")
 
 def train_detector(
     arm: str,
+    source: str,
     fold: int,
     train_subjects: list[str],
     shards: list[str],
     n_images: int,
+    n_default: int,
     settings: DetectorSettings,
     out: PathLike,
     device: str,
 ) -> None:
-    """One detector (arm, fold, seed) on `n_images` of the arm's images of the fold."""
+    """One detector (arm, fold, seed) on `n_images` of the fold's images of arm `source` (the
+    arm itself, or the arm a point of a scaling sweep samples); `n_default`: the default
+    training set's size, detector.train_images."""
     chosen, ids = arm_training_set(
-        arm, fold, train_subjects, load_arm(shards), n_images, settings.seed
+        source, fold, train_subjects, load_arm(shards), n_images, settings.seed, n_default=n_default
     )
     names = list(chosen.attrs["landmark_names"])
     data = preprocess(chosen.images, chosen.landmarks, chosen.visible, settings.image_size)
-    meta = {"arm": arm, "fold": fold, "subjects": sorted(train_subjects), "image_ids": ids}
+    meta = {
+        "arm": arm,
+        "source": source,
+        "fold": fold,
+        "subjects": sorted(train_subjects),
+        "image_ids": ids,
+    }
     log.info(
-        "training the %s detector of fold %d (seed %d) on %d images",
+        "training the %s detector of fold %d (seed %d) on %d images of %s",
         arm,
         fold,
         settings.seed,
         len(chosen),
+        source,
     )
     train(data, names, settings, Path(out), meta=meta, device=device)
 

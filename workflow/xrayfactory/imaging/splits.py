@@ -17,30 +17,51 @@ def load_arm(shards: list[str]) -> ImageSet:
     return concatenate([read_imageset(p) for p in shards], ", ".join(map(str, shards)))
 
 
-def selection(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> np.ndarray:
-    """Sorted indices of exactly `n` images of `subjects` (the same count for every arm)."""
+def selection_order(pool: np.ndarray, n_default: int, rng_key: tuple) -> np.ndarray:
+    """The `pool` indices in the order training sets take them: a set of n images is the first
+    n. The first `n_default` are the default training set's seeded draw (in random order), the
+    rest of the pool follows in a seeded order; so a smaller set is a subset of a larger one,
+    and sets of other sizes never change the default set."""
+    rng = rng_for(*rng_key)
+    first = rng.choice(pool, size=n_default, replace=False)
+    return np.concatenate([first, rng.permutation(np.setdiff1d(pool, first))])
+
+
+def selection(
+    s: ImageSet, subjects: list[str], n: int, n_default: int, rng_key: tuple, where: str
+) -> np.ndarray:
+    """Sorted indices of exactly `n` images of `subjects`: the first `n` of their selection
+    order (`n_default`: the size of the default training set, detector.train_images)."""
     pool = np.flatnonzero(np.isin(s.subject, subjects))
-    if len(pool) < n:
-        raise InputError(
-            where,
-            f"{len(pool)} training images for subjects {subjects}, "
-            f"fewer than detector.train_images = {n}",
-        )
-    return np.sort(rng_for(*rng_key).choice(pool, size=n, replace=False))
+    for count, what in ((n_default, "detector.train_images"), (n, "the training set")):
+        if len(pool) < count:
+            raise InputError(
+                where,
+                f"{len(pool)} training images for subjects {subjects}, fewer than {what} = {count}",
+            )
+    return np.sort(selection_order(pool, n_default, rng_key)[:n])
 
 
 def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> ImageSet:
-    """Exactly `n` images of the training subjects (the same count for every arm)."""
-    return subset(s, selection(s, subjects, n, rng_key, where))
+    """Exactly `n` images of the training subjects (the default training set's draw)."""
+    return subset(s, selection(s, subjects, n, n, rng_key, where))
 
 
 def arm_training_set(
-    arm: str, fold: int, train_subjects: list[str], pool: ImageSet, n: int, seed: int
+    arm: str,
+    fold: int,
+    train_subjects: list[str],
+    pool: ImageSet,
+    n: int,
+    seed: int,
+    *,
+    n_default: int | None = None,
 ) -> tuple[ImageSet, list[str]]:
     """The `n` images arm `arm`'s detector of seed `seed` trains on in fold `fold` (the same
     selection for its training, the synth2d generator's (arm real) and realism) and their image
     ids: images of the fold's training subjects only, whatever else the pool holds. Generated
-    arms hold one fold each."""
+    arms hold one fold each. `n_default` (default `n`): the default training set's size, whose
+    draw starts every size's selection order."""
     candidates = sorted(train_subjects)
     if "fold" in pool.attrs:
         if pool.attrs["fold"] != fold:
@@ -48,7 +69,8 @@ def arm_training_set(
                 f"image sets of arm {arm}", f"generated for fold {pool.attrs['fold']}, not {fold}"
             )
         candidates = sorted(set(pool.subject))
-    idx = selection(pool, candidates, n, (seed, "select", arm, fold), f"arm {arm}, fold {fold}")
+    key = (seed, "select", arm, fold)
+    idx = selection(pool, candidates, n, n_default or n, key, f"arm {arm}, fold {fold}")
     return subset(pool, idx), image_ids(pool.subject)[idx].tolist()
 
 

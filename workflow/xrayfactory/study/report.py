@@ -53,13 +53,21 @@ def _ordered(arms: list[str]) -> list[str]:
     return [a for a in ARM_ORDER if a in arms] + sorted(set(arms) - set(ARM_ORDER))
 
 
+def reference_arm(arm: str) -> str:
+    """What an arm is compared with: `real`, or for a sweep point "<arm>@<n>" the `real`
+    detector of the same size ("real@<n>"; no comparison where the sweep has none)."""
+    return f"real@{arm.split('@')[1]}" if "@" in arm else "real"
+
+
 def metrics_table(
     df: pd.DataFrame, c: pd.DataFrame, stats: StatsSettings, provenance: str
 ) -> pd.DataFrame:
-    """One row per arm: its summary and the paired comparison with `real` on the same cells."""
+    """One row per arm: its summary and the paired comparison, on the same cells, with `real`
+    trained on as many images (reference_arm)."""
     unit = cluster_unit(c, stats.min_subject_clusters)
     rows = []
     for arm in _ordered(df.arm.unique().tolist()):
+        reference = reference_arm(arm)
         rows.append(
             {
                 "arm": arm,
@@ -70,7 +78,8 @@ def metrics_table(
                     unit,
                     n_boot=stats.n_boot,
                 ),
-                **paired_vs(c, arm, "real", stats.thresholds_mm, unit, n_boot=stats.n_boot),
+                "compared_with": reference,
+                **paired_vs(c, arm, reference, stats.thresholds_mm, unit, n_boot=stats.n_boot),
                 "test_data": provenance,
             }
         )
