@@ -348,8 +348,26 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     ids = [set(trained[arm]["meta"]["image_ids"]) for arm in ("real@2", "real", "real@6")]
     assert [len(i) for i in ids] == [2, 4, 6] and ids[0] < ids[1] < ids[2]
     assert not {i.split("/")[0] for i in ids[2]} & {"demo01"}  # fold 1's test subject
+    # a recipe mixes sources: each source's first images, as that source's own sweep point
+    recipe = {"real": 2, "drr": 3}
+    sweep["detector"]["recipes"] = {"real+drr": recipe}
+    assert planned_jobs(study_dir(scope, sweep)) == point
+    r = run(scope, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    mixed = torch.load(scope / "results/detector/real+drr/fold1/seed0/model.pt", weights_only=False)
+    assert mixed["meta"]["counts"] == recipe
+    mixed_ids = mixed["meta"]["image_ids"]
+    assert sorted(i for i in mixed_ids if i.startswith("real:")) == sorted(
+        f"real:{i}" for i in trained["real@2"]["meta"]["image_ids"]
+    )
+    drr = torch.load(scope / "results/detector/drr/fold1/seed0/model.pt", weights_only=False)
+    drr_ids = {f"drr:{i}" for i in drr["meta"]["image_ids"]}
+    assert len([i for i in mixed_ids if i in drr_ids]) == 3 and len(mixed_ids) == 5
+    assert not [i for i in mixed_ids if ":demo01/" in i]  # never the fold's test subject
     table = pd.read_csv(scope / "results/report/metrics.csv").set_index("arm")
     assert table.compared_with["drr"] == "real" and table.compared_with["real@6"] == "real@6"
+    assert table.compared_with.isna()["real+drr"]  # 5 images; the sweep has no real@5
+    assert table.diff_mean_mm.isna()["real+drr"] and not table.diff_mean_mm.isna()["real@2"]
 
     # a user's cohort in the same layout plugs in through the config alone
     user = study_dir(

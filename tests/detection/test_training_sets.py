@@ -5,7 +5,7 @@ from tests.imaging.test_imageset import _set
 from xrayfactory.cohort.sheet import folds
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.rng import rng_for
-from xrayfactory.detection.training_sets import available_images, scaling_sweep
+from xrayfactory.detection.training_sets import available_images, set_sizes, training_sets
 from xrayfactory.imaging.splits import arm_training_set
 
 SUBJECTS = ["s0", "s1", "s2"]
@@ -18,8 +18,9 @@ CONFIG = {
 }
 
 
-def _detector(sizes) -> dict:
-    return {"arms": ["real", "drr", "synth2d"], "train_images": 8, "sizes": sizes}
+def _detector(sizes, recipes=None) -> dict:
+    arms = ["real", "drr", "synth2d"]
+    return {"arms": arms, "train_images": 8, "sizes": sizes, "recipes": recipes or {}}
 
 
 def test_sweep_points_are_arms_at_other_sizes():
@@ -34,12 +35,22 @@ def test_sweep_points_are_arms_at_other_sizes():
         "synth2d": 30,
         "synth3d": 12,
     }
-    assert scaling_sweep(_detector([4, 8, 12]), split, has) == {
-        f"{arm}@{n}": {"source": arm, "n_images": n}
+    assert training_sets(_detector([4, 8, 12]), has) == {
+        f"{arm}@{n}": {arm: n}
         for arm in ("real", "drr", "synth2d")
         for n in (4, 12)  # 8 is detector.train_images: the arm itself
     }
-    assert list(scaling_sweep(_detector({"synth2d": [30]}), split, has)) == ["synth2d@30"]
+    mix = {"real+synth3d": {"real": 2, "synth3d": 12}}
+    detector = _detector({"synth2d": [30]}, mix)
+    sets = training_sets(detector, has)
+    assert sets == {"synth2d@30": {"synth2d": 30}, **mix}  # a recipe may use any arm's images
+    assert set_sizes(detector, sets) == {
+        "real": 8,
+        "drr": 8,
+        "synth2d": 8,
+        "synth2d@30": 30,
+        "real+synth3d": 14,
+    }
 
 
 def test_a_size_a_fold_cannot_give_is_refused_naming_key_arm_and_both_counts():
@@ -48,11 +59,20 @@ def test_a_size_a_fold_cannot_give_is_refused_naming_key_arm_and_both_counts():
     with pytest.raises(
         InputError, match="key detector.sizes: asks arm drr for 13 training images, fold 0 has 12"
     ):
-        scaling_sweep(_detector([4, 13]), split, has)
+        training_sets(_detector([4, 13]), has)
     with pytest.raises(InputError, match="key detector.sizes.real: asks arm real for 21 .* has 20"):
-        scaling_sweep(_detector({"real": [21]}), split, has)
+        training_sets(_detector({"real": [21]}), has)
     with pytest.raises(InputError, match="key detector.sizes.synth3d: synth3d is not one of"):
-        scaling_sweep(_detector({"synth3d": [4]}), split, has)
+        training_sets(_detector({"synth3d": [4]}), has)
+    mix = {"real+synth2d": {"real": 4, "synth2d": 31}}
+    with pytest.raises(
+        InputError,
+        match=r"key detector.recipes.real\+synth2d: asks arm synth2d for 31 training images, "
+        "fold 0 has 30",
+    ):
+        training_sets(_detector([], mix), has)
+    with pytest.raises(InputError, match="key detector.recipes.drr: the name of an arm"):
+        training_sets(_detector([], {"drr": {"real": 4}}), has)
 
 
 def test_deepfluoro_counts_each_training_specimens_x_rays():

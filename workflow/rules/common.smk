@@ -9,7 +9,11 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from xrayfactory.cohort.sheet import demo_subjects, folds, read_sheet
 from xrayfactory.core.config import validate_config
 from xrayfactory.core.errors import InputError
-from xrayfactory.detection.training_sets import available_images, scaling_sweep
+from xrayfactory.detection.training_sets import (
+    available_images,
+    set_sizes,
+    training_sets,
+)
 from snakemake.exceptions import WorkflowError
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -165,11 +169,15 @@ def synth3d_shards(folds):
 
 
 def imageset_shards(wildcards):
+    """Input function: an arm's shards; a sweep point's or a recipe's: its sources'."""
+    sources = TRAINING_SETS.get(wildcards.arm, {wildcards.arm: None})
+    return [path for arm in sources for path in arm_shards(arm, wildcards)]
+
+
+def arm_shards(arm, wildcards):
     """An arm's shards: per subject for real, drr, drr_grid and real_resized, per fold (or all
     folds) for the generated arms and drr_recon. With a fold wildcard: exactly what that fold
-    trains on (a per-subject arm's training subjects; a generated arm's fold). A sweep point
-    takes its source arm's shards."""
-    arm = SWEEP[wildcards.arm]["source"] if wildcards.arm in SWEEP else wildcards.arm
+    trains on (a per-subject arm's training subjects; a generated arm's fold)."""
     shards = {
         "synth2d": synth2d_shards,
         "synth3d": synth3d_shards,
@@ -239,11 +247,11 @@ ALL_ARMS = (
 )
 REALISM_ARMS = ["real", *[arm for arm in ARMS if arm != "real"]]
 try:
-    # every detector arm: the arms at detector.train_images and the scaling sweep's points
-    SWEEP = scaling_sweep(config["detector"], FOLDS, available_images(config, FOLDS))
+    # the detector arms beyond ARMS: the scaling sweep's points and the recipes
+    TRAINING_SETS = training_sets(config["detector"], available_images(config, FOLDS))
 except InputError as e:
     raise WorkflowError(f"error: {e}") from None
-DETECTOR_ARMS = [*ARMS, *SWEEP]
+DETECTOR_ARMS = [*ARMS, *TRAINING_SETS]
 SYNTH2D_SAMPLING_KEYS = (
     "n_images",
     "shard_size",
@@ -255,13 +263,13 @@ SYNTH2D_SAMPLING_KEYS = (
 
 
 def detector_settings(wildcards):
-    """The detector's training settings: arms, seeds (wildcards), sizes and threads left out,
-    so that adding an arm, a seed or a size does not retrain the others; a sweep point adds
-    its source and size."""
-    skip = ("arms", "seeds", "sizes", "threads")
+    """The detector's training settings: arms, seeds (wildcards), sizes, recipes and threads
+    left out, so that adding an arm, a seed, a size or a recipe does not retrain the others; a
+    sweep point or a recipe adds its images per source."""
+    skip = ("arms", "seeds", "sizes", "recipes", "threads")
     detector = {k: v for k, v in config["detector"].items() if k not in skip}
-    if wildcards.arm in SWEEP:
-        return settings(detector=detector, training_set=SWEEP[wildcards.arm])
+    if wildcards.arm in TRAINING_SETS:
+        return settings(detector=detector, training_set=TRAINING_SETS[wildcards.arm])
     return settings(detector=detector)
 
 
@@ -393,7 +401,9 @@ def arm_outputs(arm):
             f"results/qc/imageset_{arm}.png",
         ]
     if arm in ARMS:
-        out += prediction_files([arm, *[a for a in SWEEP if SWEEP[a]["source"] == arm]])
+        out += prediction_files(
+            [arm, *[a for a, c in TRAINING_SETS.items() if arm in c]]
+        )
         out += expand("results/realism/{arm}/fold{fold}.csv", arm=arm, fold=FOLD_IDS)
     return out
 

@@ -91,7 +91,9 @@ rule report:
     params:
         out_dir=output_dir,
         settings=settings(
-            evaluation=config["evaluation"], cohort_source=config["cohort"]["source"]
+            evaluation=config["evaluation"],
+            cohort_source=config["cohort"]["source"],
+            set_sizes=set_sizes(config["detector"], TRAINING_SETS),
         ),
     shell:
         "python -m xrayfactory report --out-dir {params.out_dir}"

@@ -14,15 +14,14 @@ def train_detector(a: argparse.Namespace) -> None:
     s = a.settings
     settings = DetectorSettings.from_config(s["detector"], a.seed)
     n_default = s["detector"]["train_images"]
-    sweep = s.get("training_set", {})  # a point of a scaling sweep: its source and size
-    source, n_images = sweep.get("source", a.arm), sweep.get("n_images", n_default)
+    # a sweep point or a recipe: its images per source; an arm: train_images of its own
+    counts = s.get("training_set", {a.arm: n_default})
     job(
         a.arm,
-        source,
+        counts,
         a.fold,
         a.train_subjects,
         a.shards,
-        n_images,
         n_default,
         settings,
         a.out,

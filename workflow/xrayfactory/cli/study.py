@@ -25,7 +25,8 @@ def report(a: argparse.Namespace) -> None:
         n_boot=e["n_bootstrap"],
         min_subject_clusters=e["min_subject_clusters"],
     )
-    job(a.predictions, a.test, a.out_dir, stats, a.settings["cohort_source"])
+    s = a.settings
+    job(a.predictions, a.test, a.out_dir, stats, s["cohort_source"], s["set_sizes"])
 
 
 def report_realism(a: argparse.Namespace) -> None:

@@ -5,17 +5,20 @@ fold's generated sets); evaluation jobs get the fold's test subjects' real image
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from xrayfactory.core.atomic import PathLike, atomic_path, write_csv
 from xrayfactory.core.errors import InputError
-from xrayfactory.core.images import preprocess
+from xrayfactory.core.images import Batch, preprocess
 from xrayfactory.datasets.radiographs import read_radiograph
 from xrayfactory.detection.detector import Detector, DetectorSettings, train
 from xrayfactory.detection.predictions import prediction_table
+from xrayfactory.imaging.imageset import concatenate, read_imageset
 from xrayfactory.imaging.splits import arm_training_set, load_arm, load_test_set, training_set
 
 log = logging.getLogger("xrayfactory")
@@ -23,38 +26,54 @@ log = logging.getLogger("xrayfactory")
 
 def train_detector(
     arm: str,
-    source: str,
+    counts: dict[str, int],
     fold: int,
     train_subjects: list[str],
     shards: list[str],
-    n_images: int,
     n_default: int,
     settings: DetectorSettings,
     out: PathLike,
     device: str,
 ) -> None:
-    """One detector (arm, fold, seed) on `n_images` of the fold's images of arm `source` (the
-    arm itself, or the arm a point of a scaling sweep samples); `n_default`: the default
-    training set's size, detector.train_images."""
-    chosen, ids = arm_training_set(
-        source, fold, train_subjects, load_arm(shards), n_images, settings.seed, n_default=n_default
+    """One detector (arm, fold, seed) on `counts[source]` of the fold's images of each source
+    arm (an arm: itself; a sweep point or a recipe: its sources), each source's first images of
+    its selection order; `n_default`: detector.train_images, where every order starts."""
+    by_source = defaultdict(list)
+    for path in shards:
+        shard = read_imageset(path)
+        by_source[shard.attrs.get("arm")].append(shard)
+    parts, ids, names = [], [], None
+    for source, n in counts.items():
+        if source not in by_source:
+            raise InputError(f"arm {arm}, fold {fold}", f"no image sets of its source {source}")
+        pool = concatenate(by_source[source], f"image sets of arm {source}")
+        chosen, chosen_ids = arm_training_set(
+            source, fold, train_subjects, pool, n, settings.seed, n_default=n_default
+        )
+        if names not in (None, list(chosen.attrs["landmark_names"])):
+            raise InputError(f"arm {arm}", f"sources disagree on landmark names ({source})")
+        names = list(chosen.attrs["landmark_names"])
+        parts.append(
+            preprocess(chosen.images, chosen.landmarks, chosen.visible, settings.image_size)
+        )
+        ids += chosen_ids if len(counts) == 1 else [f"{source}:{i}" for i in chosen_ids]
+    data = Batch(
+        *(torch.cat([getattr(b, k) for b in parts]) for k in ("images", "landmarks", "visible"))
     )
-    names = list(chosen.attrs["landmark_names"])
-    data = preprocess(chosen.images, chosen.landmarks, chosen.visible, settings.image_size)
     meta = {
         "arm": arm,
-        "source": source,
+        "counts": counts,
         "fold": fold,
         "subjects": sorted(train_subjects),
         "image_ids": ids,
     }
     log.info(
-        "training the %s detector of fold %d (seed %d) on %d images of %s",
+        "training the %s detector of fold %d (seed %d) on %d images (%s)",
         arm,
         fold,
         settings.seed,
-        len(chosen),
-        source,
+        len(ids),
+        ", ".join(f"{n} {source}" for source, n in counts.items()),
     )
     train(data, names, settings, Path(out), meta=meta, device=device)
 

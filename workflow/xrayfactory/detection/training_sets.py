@@ -1,9 +1,12 @@
-"""Training sets beyond the arms: the points of a scaling sweep (`detector.sizes`), checked
-against the images each source has in each fold before any job runs.
+"""Training sets beyond the arms, checked against the images each source has in each fold
+before any job runs: the points of a scaling sweep (`detector.sizes`) and recipes that mix
+sources (`detector.recipes`).
 
-A sweep point is the detector arm "<arm>@<n>": `n` images of arm `arm`, the first `n` of that
-arm's selection order in the fold (imaging.splits), so a smaller set is a subset of a larger
-one. A size equal to `detector.train_images` is the arm itself.
+A training set is {source arm: images}. The arm `real` is {real: train_images}; the sweep
+point "<arm>@<n>" is {arm: n}; a recipe is what it names, e.g. "real+synth2d": {real: 20,
+synth2d: 60}. A source gives the first n images of its selection order in the fold
+(imaging.splits), so a smaller set is a subset of a larger one and a recipe's images of a source
+are those of that source's detector arm at the same count.
 """
 
 from __future__ import annotations
@@ -41,26 +44,43 @@ def available_images(config: dict, folds: pd.DataFrame) -> dict[int, dict[str, i
     return out
 
 
-def scaling_sweep(
-    detector: dict, folds: pd.DataFrame, available: dict[int, dict[str, int]]
-) -> dict[str, dict]:
-    """The sweep's detector arms, "<arm>@<n>" -> {"source": arm, "n_images": n}, in the order
-    of `detector.sizes`; an InputError naming the key when a fold has too few images."""
+def _check(key: str, counts: dict[str, int], available: dict[int, dict[str, int]]) -> None:
+    for source, n in counts.items():
+        for fold, has in available.items():
+            if has[source] < n:
+                raise InputError(
+                    "config",
+                    f"key {key}: asks arm {source} for {n} training images, fold {fold} has "
+                    f"{has[source]}",
+                )
+
+
+def training_sets(
+    detector: dict, available: dict[int, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """The detector arms beyond `detector.arms`, name -> {source arm: images}: the sweep's
+    points in the order of `detector.sizes`, then the recipes; an InputError naming the key
+    when a fold has too few images of a source."""
     sizes = detector["sizes"]
     per_arm = {arm: sizes for arm in detector["arms"]} if isinstance(sizes, list) else sizes
-    sweep = {}
+    sets = {}
     for arm, counts in per_arm.items():
         key = "detector.sizes" if isinstance(sizes, list) else f"detector.sizes.{arm}"
         if arm not in detector["arms"]:
             raise InputError("config", f"key {key}: {arm} is not one of detector.arms")
         for n in counts:
-            for fold, has in available.items():
-                if has[arm] < n:
-                    raise InputError(
-                        "config",
-                        f"key {key}: asks arm {arm} for {n} training images, fold {fold} has "
-                        f"{has[arm]}",
-                    )
+            _check(key, {arm: n}, available)
             if n != detector["train_images"]:
-                sweep[f"{arm}@{n}"] = {"source": arm, "n_images": n}
-    return sweep
+                sets[f"{arm}@{n}"] = {arm: n}
+    for name, counts in detector["recipes"].items():
+        if name in detector["arms"]:
+            raise InputError("config", f"key detector.recipes.{name}: the name of an arm")
+        _check(f"detector.recipes.{name}", counts, available)
+        sets[name] = dict(counts)
+    return sets
+
+
+def set_sizes(detector: dict, sets: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Images per training set of every detector arm (the arms: detector.train_images)."""
+    n = detector["train_images"]
+    return {arm: n for arm in detector["arms"]} | {k: sum(c.values()) for k, c in sets.items()}

@@ -71,10 +71,10 @@ def realism(
 
 def report(
     predictions: list[str], test: list[str], out_dir: PathLike, stats: StatsSettings,
-    cohort_source: str,
+    cohort_source: str, set_sizes: dict[str, int],
 ) -> None:  # fmt: skip
-    """The study's tables and figures."""
-    table = write_report(predictions, load_arm(test), out_dir, stats, cohort_source)
+    """The study's tables and figures (`set_sizes`: training images of each detector arm)."""
+    table = write_report(predictions, load_arm(test), out_dir, stats, cohort_source, set_sizes)
     for r in table.itertuples():
         log.info(
             "%-9s mean %.2f mm (median %.2f), detection %.2f",

@@ -53,21 +53,30 @@ def _ordered(arms: list[str]) -> list[str]:
     return [a for a in ARM_ORDER if a in arms] + sorted(set(arms) - set(ARM_ORDER))
 
 
-def reference_arm(arm: str) -> str:
-    """What an arm is compared with: `real`, or for a sweep point "<arm>@<n>" the `real`
-    detector of the same size ("real@<n>"; no comparison where the sweep has none)."""
-    return f"real@{arm.split('@')[1]}" if "@" in arm else "real"
+def reference_arm(arm: str, set_sizes: dict[str, int]) -> str:
+    """What an arm is compared with: the `real` detector trained on as many images (`real`,
+    or the sweep point `real@<n>`, present or not); `real` for the baseline."""
+    n = set_sizes.get(arm)
+    return "real" if n is None or n == set_sizes.get("real") else f"real@{n}"
 
 
 def metrics_table(
-    df: pd.DataFrame, c: pd.DataFrame, stats: StatsSettings, provenance: str
+    df: pd.DataFrame,
+    c: pd.DataFrame,
+    stats: StatsSettings,
+    provenance: str,
+    set_sizes: dict[str, int],
 ) -> pd.DataFrame:
     """One row per arm: its summary and the paired comparison, on the same cells, with `real`
-    trained on as many images (reference_arm)."""
+    trained on as many images (reference_arm; empty where the study has no such detector)."""
     unit = cluster_unit(c, stats.min_subject_clusters)
     rows = []
-    for arm in _ordered(df.arm.unique().tolist()):
-        reference = reference_arm(arm)
+    arms = df.arm.unique().tolist()
+    for arm in _ordered(arms):
+        reference = reference_arm(arm, set_sizes)
+        paired = {}
+        if reference in arms:
+            paired = paired_vs(c, arm, reference, stats.thresholds_mm, unit, n_boot=stats.n_boot)
         rows.append(
             {
                 "arm": arm,
@@ -78,8 +87,8 @@ def metrics_table(
                     unit,
                     n_boot=stats.n_boot,
                 ),
-                "compared_with": reference,
-                **paired_vs(c, arm, reference, stats.thresholds_mm, unit, n_boot=stats.n_boot),
+                "compared_with": reference if paired else "",
+                **paired,
                 "test_data": provenance,
             }
         )
@@ -151,13 +160,15 @@ def write_report(
     out_dir: str | os.PathLike,
     stats: StatsSettings,
     cohort_source: str,
+    set_sizes: dict[str, int],
 ) -> pd.DataFrame:
-    """metrics.csv/.md/.tex, per_fold.csv, per_landmark.csv and figures under `out_dir`."""
+    """metrics.csv/.md/.tex, per_fold.csv, per_landmark.csv and figures under `out_dir`
+    (`set_sizes`: training images of each detector arm)."""
     out = Path(out_dir)
     df = with_errors(pd.concat([pd.read_csv(p) for p in predictions], ignore_index=True))
     c = cells(df, stats.thresholds_mm)
     provenance = test_data_note(bool(test_images.attrs.get("proxy")), cohort_source)
-    table = metrics_table(df, c, stats, provenance)
+    table = metrics_table(df, c, stats, provenance, set_sizes)
     first = table.iloc[0]
     intervals = interval_note(first.ci_cluster, first.n_clusters, stats.n_boot)
     n_test = c[["fold", "image_id"]].drop_duplicates().shape[0]
@@ -165,7 +176,8 @@ def write_report(
         f"Landmark error on held-out X-rays ({provenance}): {n_test} "
         f"test images, {df.fold.nunique()} folds, {df.seed.nunique()} seed(s); errors in mm at the "
         f"detector (_iso: at the isocentre), on cells (test image, landmark) averaged over seeds. "
-        f"{intervals}. Paired columns compare each arm with `real` on the same cells: "
+        f"{intervals}. Paired columns compare each arm with `real` trained on as many images "
+        f"(`compared_with`) on the same cells: "
         f"error difference where both found the landmark, detection-rate difference over the "
         f"visible ones."
     )
@@ -182,6 +194,7 @@ def write_report(
             *[c for c in table if c.startswith("success_") and not c.endswith(_DIFFS)],
             "detection_rate",
             "false_positive_rate",
+            "compared_with",
             "paired_n",
             "diff_mean_mm",
             "diff_ci95_low_mm",
