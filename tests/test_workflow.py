@@ -220,6 +220,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "cumulative_error.png",
         "per_landmark.png",
         "examples.png",
+        "scaling.png",
     ):
         assert (res / "report" / name).stat().st_size > 100, name
     table = (res / "report" / "metrics.md").read_text()
@@ -368,6 +369,13 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert table.compared_with["drr"] == "real" and table.compared_with["real@6"] == "real@6"
     assert table.compared_with.isna()["real+drr"]  # 5 images; the sweep has no real@5
     assert table.diff_mean_mm.isna()["real+drr"] and not table.diff_mean_mm.isna()["real@2"]
+    scaling = pd.read_csv(scope / "results/report/scaling.csv").set_index("arm")
+    assert scaling.loc[["real@2", "real", "real@6"], "n_train"].tolist() == [2, 4, 6]
+    assert set(scaling.line[["real@2", "real", "real@6"]]) == {"real"}
+    assert scaling.line["real+drr"] == "recipe" and scaling.n_train["real+drr"] == 5
+    assert scaling.mean_mm["real@6"] == table.mean_mm["real@6"]
+    r = run(scope, "--report", str(scope / "report.html"))
+    assert r.returncode == 0 and "scaling.png" in (scope / "report.html").read_text()
 
     # a user's cohort in the same layout plugs in through the config alone
     user = study_dir(

@@ -5,7 +5,7 @@ from tests.imaging.test_imageset import _set
 from xrayfactory.cohort.sheet import folds
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.rng import rng_for
-from xrayfactory.detection.training_sets import available_images, set_sizes, training_sets
+from xrayfactory.detection.training_sets import available_images, training_sets, with_arms
 from xrayfactory.imaging.splits import arm_training_set
 
 SUBJECTS = ["s0", "s1", "s2"]
@@ -44,12 +44,12 @@ def test_sweep_points_are_arms_at_other_sizes():
     detector = _detector({"synth2d": [30]}, mix)
     sets = training_sets(detector, has)
     assert sets == {"synth2d@30": {"synth2d": 30}, **mix}  # a recipe may use any arm's images
-    assert set_sizes(detector, sets) == {
-        "real": 8,
-        "drr": 8,
-        "synth2d": 8,
-        "synth2d@30": 30,
-        "real+synth3d": 14,
+    assert with_arms(detector, sets) == {
+        "real": {"real": 8},
+        "drr": {"drr": 8},
+        "synth2d": {"synth2d": 8},
+        "synth2d@30": {"synth2d": 30},
+        **mix,
     }
 
 

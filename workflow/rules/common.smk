@@ -11,8 +11,8 @@ from xrayfactory.core.config import validate_config
 from xrayfactory.core.errors import InputError
 from xrayfactory.detection.training_sets import (
     available_images,
-    set_sizes,
     training_sets,
+    with_arms,
 )
 from snakemake.exceptions import WorkflowError
 

@@ -60,6 +60,18 @@ rule report:
             category="Study",
             labels={"type": "table", "name": "per landmark"},
         ),
+        scaling=report(
+            "results/report/scaling.csv",
+            caption="../report/scaling.rst",
+            category="Study",
+            labels={"type": "table", "name": "data scaling"},
+        ),
+        scaling_figure=report(
+            "results/report/scaling.png",
+            caption="../report/scaling.rst",
+            category="Study",
+            labels={"type": "figure", "name": "data scaling"},
+        ),
         cumulative=report(
             "results/report/cumulative_error.png",
             caption="../report/cumulative_error.rst",
@@ -93,7 +105,7 @@ rule report:
         settings=settings(
             evaluation=config["evaluation"],
             cohort_source=config["cohort"]["source"],
-            set_sizes=set_sizes(config["detector"], TRAINING_SETS),
+            training_sets=with_arms(config["detector"], TRAINING_SETS),
         ),
     shell:
         "python -m xrayfactory report --out-dir {params.out_dir}"

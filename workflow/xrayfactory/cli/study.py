@@ -26,7 +26,7 @@ def report(a: argparse.Namespace) -> None:
         min_subject_clusters=e["min_subject_clusters"],
     )
     s = a.settings
-    job(a.predictions, a.test, a.out_dir, stats, s["cohort_source"], s["set_sizes"])
+    job(a.predictions, a.test, a.out_dir, stats, s["cohort_source"], s["training_sets"])
 
 
 def report_realism(a: argparse.Namespace) -> None:

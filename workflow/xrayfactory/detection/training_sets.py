@@ -80,7 +80,7 @@ def training_sets(
     return sets
 
 
-def set_sizes(detector: dict, sets: dict[str, dict[str, int]]) -> dict[str, int]:
-    """Images per training set of every detector arm (the arms: detector.train_images)."""
-    n = detector["train_images"]
-    return {arm: n for arm in detector["arms"]} | {k: sum(c.values()) for k, c in sets.items()}
+def with_arms(detector: dict, sets: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Every detector arm's training set: the arms' ({arm: detector.train_images}), then
+    `sets`."""
+    return {arm: {arm: detector["train_images"]} for arm in detector["arms"]} | sets

@@ -71,10 +71,11 @@ def realism(
 
 def report(
     predictions: list[str], test: list[str], out_dir: PathLike, stats: StatsSettings,
-    cohort_source: str, set_sizes: dict[str, int],
+    cohort_source: str, training_sets: dict[str, dict[str, int]],
 ) -> None:  # fmt: skip
-    """The study's tables and figures (`set_sizes`: training images of each detector arm)."""
-    table = write_report(predictions, load_arm(test), out_dir, stats, cohort_source, set_sizes)
+    """The study's tables and figures (`training_sets`: each detector arm's images per
+    source)."""
+    table = write_report(predictions, load_arm(test), out_dir, stats, cohort_source, training_sets)
     for r in table.itertuples():
         log.info(
             "%-9s mean %.2f mm (median %.2f), detection %.2f",

@@ -53,11 +53,15 @@ def _ordered(arms: list[str]) -> list[str]:
     return [a for a in ARM_ORDER if a in arms] + sorted(set(arms) - set(ARM_ORDER))
 
 
-def reference_arm(arm: str, set_sizes: dict[str, int]) -> str:
+def _size(counts: dict[str, int] | None) -> int | None:
+    return None if counts is None else sum(counts.values())
+
+
+def reference_arm(arm: str, training_sets: dict[str, dict[str, int]]) -> str:
     """What an arm is compared with: the `real` detector trained on as many images (`real`,
     or the sweep point `real@<n>`, present or not); `real` for the baseline."""
-    n = set_sizes.get(arm)
-    return "real" if n is None or n == set_sizes.get("real") else f"real@{n}"
+    n = _size(training_sets.get(arm))
+    return "real" if n in (None, _size(training_sets.get("real"))) else f"real@{n}"
 
 
 def metrics_table(
@@ -65,7 +69,7 @@ def metrics_table(
     c: pd.DataFrame,
     stats: StatsSettings,
     provenance: str,
-    set_sizes: dict[str, int],
+    training_sets: dict[str, dict[str, int]],
 ) -> pd.DataFrame:
     """One row per arm: its summary and the paired comparison, on the same cells, with `real`
     trained on as many images (reference_arm; empty where the study has no such detector)."""
@@ -73,7 +77,7 @@ def metrics_table(
     rows = []
     arms = df.arm.unique().tolist()
     for arm in _ordered(arms):
-        reference = reference_arm(arm, set_sizes)
+        reference = reference_arm(arm, training_sets)
         paired = {}
         if reference in arms:
             paired = paired_vs(c, arm, reference, stats.thresholds_mm, unit, n_boot=stats.n_boot)
@@ -160,15 +164,15 @@ def write_report(
     out_dir: str | os.PathLike,
     stats: StatsSettings,
     cohort_source: str,
-    set_sizes: dict[str, int],
+    training_sets: dict[str, dict[str, int]],
 ) -> pd.DataFrame:
-    """metrics.csv/.md/.tex, per_fold.csv, per_landmark.csv and figures under `out_dir`
-    (`set_sizes`: training images of each detector arm)."""
+    """metrics.csv/.md/.tex, per_fold.csv, per_landmark.csv, scaling.csv and figures under
+    `out_dir` (`training_sets`: each detector arm's images per source)."""
     out = Path(out_dir)
     df = with_errors(pd.concat([pd.read_csv(p) for p in predictions], ignore_index=True))
     c = cells(df, stats.thresholds_mm)
     provenance = test_data_note(bool(test_images.attrs.get("proxy")), cohort_source)
-    table = metrics_table(df, c, stats, provenance, set_sizes)
+    table = metrics_table(df, c, stats, provenance, training_sets)
     first = table.iloc[0]
     intervals = interval_note(first.ci_cluster, first.n_clusters, stats.n_boot)
     n_test = c[["fold", "image_id"]].drop_duplicates().shape[0]
@@ -213,12 +217,75 @@ def write_report(
     lm["test_data"] = provenance
     with atomic_path(out / "per_landmark.csv") as tmp:
         lm.to_csv(tmp, index=False)
-    arms = _ordered(df.arm.unique().tolist())
+    # the arms and the baseline; sweep points and recipes are in the table and scaling figure
+    arms = [
+        a for a in _ordered(df.arm.unique().tolist()) if training_sets.get(a, {a: 0}).keys() == {a}
+    ]
     short = provenance.split(" (")[0]  # figure titles: "real" or "proxy-real"
+    scaling = scaling_table(table, training_sets)
+    with atomic_path(out / "scaling.csv") as tmp:
+        scaling.to_csv(tmp, index=False)
+    _scaling(scaling, table, short, out / "scaling.png")
     _cumulative(c, arms, short, out / "cumulative_error.png")
     _per_landmark_bars(lm, arms, short, out / "per_landmark.png")
     _examples(df, arms, test_images, short, out / "examples.png")
     return table
+
+
+def scaling_table(table: pd.DataFrame, training_sets: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Mean error and its interval against training-set size: one row per detector arm, with
+    its source (`line`: the arm a sweep point samples, or "recipe" for a mixture)."""
+    rows = []
+    for r in table.itertuples():
+        counts = training_sets.get(r.arm)
+        if counts is None:
+            continue
+        line = next(iter(counts)) if len(counts) == 1 else "recipe"
+        rows.append(
+            {
+                "arm": r.arm,
+                "line": line,
+                "n_train": sum(counts.values()),
+                "mean_mm": r.mean_mm,
+                "ci95_low_mm": r.ci95_low_mm,
+                "ci95_high_mm": r.ci95_high_mm,
+                "test_data": r.test_data,
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["line", "n_train"], kind="stable")
+
+
+def _scaling(scaling: pd.DataFrame, table: pd.DataFrame, provenance: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for line in _ordered(scaling.line.unique().tolist()):
+        sub = scaling[scaling.line == line]
+        err = [sub.mean_mm - sub.ci95_low_mm, sub.ci95_high_mm - sub.mean_mm]
+        style = {"ls": "none", "marker": "s"} if line == "recipe" else {"marker": "o"}
+        ax.errorbar(sub.n_train, sub.mean_mm, yerr=err, capsize=3, label=line, **style)
+        if line == "recipe":
+            for r in sub.itertuples():
+                ax.annotate(
+                    r.arm,
+                    (r.n_train, r.mean_mm),
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
+    base = table.loc[table.arm == "baseline", "mean_mm"]
+    if len(base):
+        ax.axhline(base.iloc[0], color="grey", ls="--", label="baseline (mean position)")
+    ax.set_xscale("log")
+    sizes = sorted(set(scaling.n_train))
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set(
+        xlabel="training images",
+        ylabel="mean error at the detector (mm)",
+        title=f"Data scaling ({provenance} test images)",
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, path)
 
 
 def _cumulative(df: pd.DataFrame, arms: list[str], provenance: str, path: Path) -> None:
