@@ -421,6 +421,7 @@ def all_outputs():
     out += [
         "results/report/metrics.csv",
         "results/report/examples.png",
+        "results/report/scaling.png",
         "results/report/realism.csv",
     ]
     return out
