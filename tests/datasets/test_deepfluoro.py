@@ -367,12 +367,12 @@ def test_paper_configuration_plans_the_whole_study_on_a_fixture(fixture_file, tm
     assert (
         jobs["import_deepfluoro"] == 6 and jobs["render_imageset"] == 6
     )  # drr only: real is imported
-    # four arms and three controls, 6 folds x 3 seeds
-    assert jobs["train_detector"] == jobs["evaluate_detector"] == 6 * 7 * 3
+    # four arms, three controls, 11 sweep points and one recipe, 6 folds x 3 seeds
+    assert jobs["train_detector"] == jobs["evaluate_detector"] == 6 * (7 + 11 + 1) * 3
     assert jobs["render_synth3d"] == 6 * 5 and jobs["sample_synth2d"] == 6 * 4
     assert jobs["render_drr_grid"] == 6 and jobs["render_drr_recon"] == 6 * 5
-    assert jobs["resize_real"] == 6
-    assert sum(jobs.values()) <= 600
+    assert jobs["resize_real"] == 6 and jobs["realism"] == 6 * 7  # arms only
+    assert sum(jobs.values()) <= 1000
 
 
 def test_download_verifies_the_published_checksum_unless_one_is_pinned(tmp_path):
