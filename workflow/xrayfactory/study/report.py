@@ -217,10 +217,9 @@ def write_report(
     lm["test_data"] = provenance
     with atomic_path(out / "per_landmark.csv") as tmp:
         lm.to_csv(tmp, index=False)
-    # the arms and the baseline; sweep points and recipes are in the table and scaling figure
-    arms = [
-        a for a in _ordered(df.arm.unique().tolist()) if training_sets.get(a, {a: 0}).keys() == {a}
-    ]
+    # the arms and the baseline (trained on their own images, or none); sweep points and
+    # recipes are in the table and the scaling figure
+    arms = [a for a in _ordered(df.arm.unique().tolist()) if set(training_sets.get(a, [a])) == {a}]
     short = provenance.split(" (")[0]  # figure titles: "real" or "proxy-real"
     scaling = scaling_table(table, training_sets)
     with atomic_path(out / "scaling.csv") as tmp:
