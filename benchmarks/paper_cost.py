@@ -32,10 +32,18 @@ from snakemake.utils import update_config
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
+from xrayfactory.cohort.sheet import demo_subjects, folds  # noqa: E402
 from xrayfactory.cohort.volumes import load_ct  # noqa: E402
 from xrayfactory.core.config import validate_config  # noqa: E402
 from xrayfactory.core.images import preprocess  # noqa: E402
 from xrayfactory.detection import detector  # noqa: E402
+from xrayfactory.detection.training_sets import (  # noqa: E402
+    available_images,
+    training_sets,
+    unit_size,
+    units_to_make,
+    with_arms,
+)
 from xrayfactory.imaging.drr import deepdrr_available, make_renderer  # noqa: E402
 from xrayfactory.imaging.geometry import CArm, ViewSampler, projection_matrix  # noqa: E402
 from xrayfactory.synth2d import model as synth2d  # noqa: E402
@@ -200,28 +208,35 @@ def drr_image(c: dict, dev: str, k: int, ct_path: str, device: torch.device) -> 
     return seconds(lambda: renderer.render(ct, ps[1:], carm.rows, carm.cols), device) / k, backend
 
 
-def units(c: dict, n_subjects: int) -> dict[str, int]:
-    """How many steps, images and volumes the configured study makes."""
-    folds = n_subjects if c["split"]["scheme"] == "loso" else c["split"]["n_folds"]
+def units(c: dict, subjects: list[str]) -> dict[str, int]:
+    """How many steps, images and volumes the configured study makes (its sweep and recipes
+    included: every training set trains for `detector.epochs`)."""
+    split = folds(subjects, c["split"]["scheme"], c["split"]["n_folds"], c["split"]["folds"])
+    n_folds = split.fold.nunique()
     det, s2, s3 = c["detector"], c["synth2d"], c["synth3d"]
-    det_steps = det["epochs"] * max(1, det["train_images"] // det["batch_size"])
+    sets = with_arms(det, training_sets(det, available_images(c, split)))
+    det_steps = sum(
+        det["epochs"] * max(1, sum(n.values()) // det["batch_size"]) for n in sets.values()
+    )
+    made = {
+        arm: units_to_make(c, sets, arm) * unit_size(c, arm) * any(arm in n for n in sets.values())
+        for arm in ("synth2d", "synth3d")
+    }
     evals = synth2d.network_evaluations(s2["sampler"]["steps"], s2["sampler"]["guidance"])
     fidelity = sum(
         synth2d.network_evaluations(f["steps"], f["guidance"]) for f in s2["fidelity"]["samplers"]
     )
-    arms = det["arms"]
-    drrs = n_subjects * c["drr"]["images_per_subject"] * ("drr" in arms)
-    drrs += folds * s3["n_volumes"] * c["drr"]["images_per_subject"] * ("synth3d" in arms)
+    uses = {arm: any(arm in n for n in sets.values()) for arm in ("drr", "synth2d", "synth3d")}
     return {
-        "detector": folds * len(arms) * len(det["seeds"]) * det_steps,
-        "synth2d train": folds * s2["train_steps"] * ("synth2d" in arms),
-        "synth2d sample": folds
-        * (s2["n_images"] * evals + s2["fidelity"]["n_images"] * fidelity)
-        * ("synth2d" in arms),
-        "synth3d autoencoder": folds * s3["autoencoder"]["steps"] * ("synth3d" in arms),
-        "synth3d diffusion": folds * s3["diffusion"]["steps"] * ("synth3d" in arms),
-        "synth3d generate": folds * s3["n_volumes"] * ("synth3d" in arms),
-        "DRR": drrs,
+        "detector": n_folds * len(det["seeds"]) * det_steps,
+        "synth2d train": n_folds * s2["train_steps"] * uses["synth2d"],
+        "synth2d sample": n_folds
+        * (made["synth2d"] * evals + s2["fidelity"]["n_images"] * fidelity * uses["synth2d"]),
+        "synth3d autoencoder": n_folds * s3["autoencoder"]["steps"] * uses["synth3d"],
+        "synth3d diffusion": n_folds * s3["diffusion"]["steps"] * uses["synth3d"],
+        "synth3d generate": n_folds * s3["n_volumes"] * uses["synth3d"],
+        "DRR": len(subjects) * c["drr"]["images_per_subject"] * uses["drr"]
+        + n_folds * made["synth3d"],
     }
 
 
@@ -234,10 +249,10 @@ def main() -> None:
     a = p.parse_args()
     c = load(a.config)
     device = torch.device(a.device)
-    n_subjects = (
-        len(c["deepfluoro"]["specimens"])
+    subjects = (
+        list(c["deepfluoro"]["specimens"])
         if c["cohort"]["source"] == "deepfluoro"
-        else (c["cohort"]["n_subjects"])
+        else demo_subjects(c["cohort"]["n_subjects"])
     )
     k, start = a.steps, time.perf_counter()
 
@@ -276,7 +291,7 @@ def main() -> None:
     print(f"{a.config} on {name}")
     print(f"{'workload':<21}{'unit':<22}{'s/unit':>10}{'units':>12}{'hours':>9}")
     total = 0.0
-    for what, count in units(c, n_subjects).items():
+    for what, count in units(c, subjects).items():
         sec, unit = measured[what]
         total += sec * count / 3600
         print(f"{what:<21}{unit:<22}{sec:>10.4f}{count:>12,}{sec * count / 3600:>9.2f}")

@@ -126,6 +126,29 @@ def test_jobs_read_only_their_folds_subjects(tmp_path):
     assert "--test results/imagesets/real/demo01.h5 --out" in realism
 
 
+def test_generated_arms_make_what_their_largest_set_needs_and_sets_read_only_that(tmp_path):
+    """A sweep beyond a generated arm's own training set makes more synth2d shards and synth3d
+    parts (never refused); each training job reads only the units holding its images."""
+    sizes = {"synth2d": [6], "synth3d": [8]}  # shards of 2; parts of 2 volumes x 3 DRRs
+    workdir = study_dir(tmp_path, {**TINY, "detector": {**TINY["detector"], "sizes": sizes}})
+    r = run(workdir, "-n", "-p", "--forceall")
+    assert r.returncode == 0, r.stderr
+    commands = [line for line in r.stdout.splitlines() if "python -m xrayfactory" in line]
+    sampled = sorted(c.split("--shard ")[1].split()[0] for c in commands if "sample-synth2d" in c)
+    assert sampled == ["0", "0", "1", "1", "2", "2"]  # 2 folds x 3 shards of 2 images
+    parts = sorted(c.split("--part ")[1].split()[0] for c in commands if "render-synth3d" in c)
+    assert parts == ["0"] * 4 + ["1"] * 4  # 2 folds x 2 volumes x 2 parts
+
+    def training(arm):
+        return next(c for c in commands if f"--arm {arm} --fold 1 " in c and "train-det" in c)
+
+    assert training("synth2d@6").count("synth2d/fold1/shard") == 3
+    assert training("synth2d").count("synth2d/fold1/shard") == 2  # its own 4 images
+    assert "shard2" not in training("synth2d") and "fold0" not in training("synth2d")
+    assert training("synth3d@8").count("_part1.h5") == 2
+    assert "_part1.h5" not in training("synth3d")
+
+
 def test_invalid_config_stops_before_any_job(tmp_path):
     workdir = study_dir(tmp_path, {**TINY, "drr": {"kvp": "high"}})
     r = run(workdir, "--cores", "1")
@@ -175,7 +198,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     ct = nib.load(res / "synth3d" / "fold1" / "vol0" / "ct.nii.gz")
     assert ct.shape == (16, 16, 16) and ct.get_data_dtype() == np.int16
     np.testing.assert_allclose(np.linalg.norm(ct.affine[:3, :3], axis=0), 24.0)
-    with h5py.File(res / "imagesets" / "synth3d" / "fold1" / "vol0.h5") as f:
+    with h5py.File(res / "imagesets" / "synth3d" / "fold1" / "vol0_part0.h5") as f:
         assert f["images"].shape == (3, 32, 32) and f.attrs["fold"] == 1  # as many as drr
         assert f.attrs["arm"] == "synth3d" and "drr:" in f.attrs["generator"]
     # the controls: drr_grid renders drr's views of the CT on the synth3d grid, drr_recon of the
@@ -376,6 +399,29 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert scaling.mean_mm["real@6"] == table.mean_mm["real@6"]
     r = run(scope, "--report", str(scope / "report.html"))
     assert r.returncode == 0 and "scaling.png" in (scope / "report.html").read_text()
+    # generated arms make more to order: new synth2d shards and synth3d parts only, the arms'
+    # own images and detectors untouched; a larger set holds the smaller one's images
+    sweep["detector"]["sizes"] = {"real": [2, 6], "synth2d": [6], "synth3d": [8]}
+    assert planned_jobs(study_dir(scope, sweep)) == {
+        "sample_synth2d": 2,
+        "render_synth3d": 4,
+        "train_detector": 4,
+        "evaluate_detector": 4,
+        "report": 1,
+        "all": 1,
+    }
+    r = run(scope, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for arm, larger, n in (("synth2d", "synth2d@6", 6), ("synth3d", "synth3d@8", 8)):
+        own, more = (
+            torch.load(scope / f"results/detector/{a}/fold1/seed0/model.pt", weights_only=False)
+            for a in (arm, larger)
+        )
+        assert set(own["meta"]["image_ids"]) < set(more["meta"]["image_ids"])
+        assert len(more["meta"]["image_ids"]) == n
+    assert sorted(more["meta"]["image_ids"]) == [  # every volume's first 4 DRRs (3 + 1)
+        f"synth3d-f1-v{v}/{k}" for v in (0, 1) for k in range(4)
+    ]
 
     # a user's cohort in the same layout plugs in through the config alone
     user = study_dir(

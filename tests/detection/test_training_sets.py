@@ -5,7 +5,12 @@ from tests.imaging.test_imageset import _set
 from xrayfactory.cohort.sheet import folds
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.rng import rng_for
-from xrayfactory.detection.training_sets import available_images, training_sets, with_arms
+from xrayfactory.detection.training_sets import (
+    available_images,
+    training_sets,
+    units_to_make,
+    with_arms,
+)
 from xrayfactory.imaging.splits import arm_training_set
 
 SUBJECTS = ["s0", "s1", "s2"]
@@ -13,7 +18,7 @@ CONFIG = {
     "cohort": {"source": "demo"},
     "real": {"images_per_subject": 10},
     "drr": {"images_per_subject": 6},
-    "synth2d": {"n_images": 30},
+    "synth2d": {"shard_size": 10},
     "synth3d": {"n_volumes": 2},
 }
 
@@ -32,8 +37,6 @@ def test_sweep_points_are_arms_at_other_sizes():
         "drr": 12,
         "drr_grid": 12,
         "drr_recon": 12,
-        "synth2d": 30,
-        "synth3d": 12,
     }
     assert training_sets(_detector([4, 8, 12]), has) == {
         f"{arm}@{n}": {arm: n}
@@ -64,11 +67,11 @@ def test_a_size_a_fold_cannot_give_is_refused_naming_key_arm_and_both_counts():
         training_sets(_detector({"real": [21]}), has)
     with pytest.raises(InputError, match="key detector.sizes.synth3d: synth3d is not one of"):
         training_sets(_detector({"synth3d": [4]}), has)
-    mix = {"real+synth2d": {"real": 4, "synth2d": 31}}
+    mix = {"real+drr": {"real": 4, "drr": 31}}
     with pytest.raises(
         InputError,
-        match=r"key detector.recipes.real\+synth2d: asks arm synth2d for 31 training images, "
-        "fold 0 has 30",
+        match=r"key detector.recipes.real\+drr: asks arm drr for 31 training images, "
+        "fold 0 has 12",
     ):
         training_sets(_detector([], mix), has)
     with pytest.raises(InputError, match="key detector.recipes.drr: the name of an arm"):
@@ -103,3 +106,15 @@ def test_sizes_take_nested_subsets_and_leave_the_default_draw_as_it_was():
     )
     with pytest.raises(InputError, match="30 training images .* fewer than the training set = 31"):
         arm_training_set("real", 0, train, s, 31, 0, n_default=12)
+
+
+def test_generated_arms_make_whole_units_enough_for_their_largest_training_set():
+    """synth2d makes shards of `shard_size`, synth3d parts of n_volumes x images_per_subject
+    DRRs: as many as the largest set that takes images of the arm needs, at least its own."""
+    has = available_images(CONFIG, folds(SUBJECTS, "kfold", 3))
+    detector = {**_detector({"synth2d": [25]}, {"real+synth3d": {"real": 2, "synth3d": 13}})}
+    sets = with_arms(detector, training_sets(detector, has))  # no count is refused
+    config = {**CONFIG, "detector": detector}
+    assert units_to_make(config, sets, "synth2d") == 3  # 25 images in shards of 10
+    assert units_to_make(config, sets, "synth3d") == 2  # 13 images in parts of 2 x 6
+    assert units_to_make(config, with_arms(detector, {}), "synth2d") == 1  # its own 8

@@ -78,3 +78,21 @@ def test_real_realism_sample_is_never_the_feature_networks_training_data():
     drr = realism_sample("drr", 0, train, s, 8, 12, 0)
     drr_trained, _ = arm_training_set("drr", 0, train, s, 12, 0)
     assert len(drr) == 8 and set(drr.images[:, 0, 0]) <= set(drr_trained.images[:, 0, 0])
+
+
+def test_generated_arms_take_their_images_in_generation_order_across_volumes():
+    """A generated arm's first n images: every volume's k-th DRR before any (k+1)-th, the same
+    for every seed, and unchanged when more parts are made (the pool grows, the prefix stays)."""
+    part = _set(n=6)  # part 0: 3 DRRs of each of 2 volumes, volume by volume
+    part.subject = np.array(["v0", "v0", "v0", "v1", "v1", "v1"])
+    part.attrs["fold"] = 0
+    _, ids = arm_training_set("synth3d", 0, [], part, 4, seed=0)
+    assert ids == ["v0/0", "v0/1", "v1/0", "v1/1"]
+    assert arm_training_set("synth3d", 0, [], part, 4, seed=1)[1] == ids
+    two_parts = _set(n=12)  # parts 0 and 1 of each volume, as the workflow concatenates them
+    two_parts.subject = np.array(["v0"] * 6 + ["v1"] * 6)
+    two_parts.attrs["fold"] = 0
+    _, more = arm_training_set("synth3d", 0, [], two_parts, 8, seed=0)
+    assert set(ids) < set(more) and sorted(more) == [f"v{v}/{k}" for v in (0, 1) for k in range(4)]
+    with pytest.raises(InputError, match="arm synth3d, fold 0: 12 generated images, fewer than "):
+        arm_training_set("synth3d", 0, [], two_parts, 13, seed=0)

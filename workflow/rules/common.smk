@@ -12,6 +12,8 @@ from xrayfactory.core.errors import InputError
 from xrayfactory.detection.training_sets import (
     available_images,
     training_sets,
+    units_for,
+    units_to_make,
     with_arms,
 )
 from snakemake.exceptions import WorkflowError
@@ -137,17 +139,25 @@ def drr_recon_shards(folds):
     ]
 
 
-def synth2d_shards(folds):
-    n_shards = -(-config["synth2d"]["n_images"] // config["synth2d"]["shard_size"])
+def generated_units(arm, n=None):
+    """A generated arm's units (synth2d shards, synth3d parts) per fold: those holding its
+    first `n` images, or (n None) all it makes, enough for its largest training set."""
+    if n is None:
+        return range(units_to_make(config, ALL_SETS, arm))
+    return range(units_for(config, arm, n))
+
+
+def synth2d_shards(folds, n=None):
     return expand(
         "results/imagesets/synth2d/fold{fold}/shard{shard}.h5",
         fold=folds,
-        shard=range(n_shards),
+        shard=generated_units("synth2d", n),
     )
 
 
 def fold_synth2d_shards(wildcards):
-    return synth2d_shards(wildcards.fold)
+    """The shards holding the fold's synth2d training set (detector.train_images)."""
+    return synth2d_shards(wildcards.fold, config["detector"]["train_images"])
 
 
 def synth3d_volumes(folds, name):
@@ -160,32 +170,38 @@ def synth3d_volumes(folds, name):
     )
 
 
-def synth3d_shards(folds):
+def synth3d_shards(folds, n=None):
+    """Per fold, every volume's parts in volume order (a volume's images stay together)."""
     return expand(
-        "results/imagesets/synth3d/fold{fold}/vol{vol}.h5",
+        "results/imagesets/synth3d/fold{fold}/vol{vol}_part{part}.h5",
         fold=folds,
         vol=range(config["synth3d"]["n_volumes"]),
+        part=generated_units("synth3d", n),
     )
 
 
 def imageset_shards(wildcards):
-    """Input function: an arm's shards; a sweep point's or a recipe's: its sources'."""
-    sources = TRAINING_SETS.get(wildcards.arm, {wildcards.arm: None})
-    return [path for arm in sources for path in arm_shards(arm, wildcards)]
+    """Input function: the shards an arm's training set reads; a sweep point's or a recipe's:
+    its sources'."""
+    own = {wildcards.arm: config["detector"]["train_images"]}
+    sources = TRAINING_SETS.get(wildcards.arm, own)
+    return [
+        path for arm, n in sources.items() for path in arm_shards(arm, wildcards, n)
+    ]
 
 
-def arm_shards(arm, wildcards):
+def arm_shards(arm, wildcards, n=None):
     """An arm's shards: per subject for real, drr, drr_grid and real_resized, per fold (or all
     folds) for the generated arms and drr_recon. With a fold wildcard: exactly what that fold
-    trains on (a per-subject arm's training subjects; a generated arm's fold)."""
-    shards = {
-        "synth2d": synth2d_shards,
-        "synth3d": synth3d_shards,
-        "drr_recon": drr_recon_shards,
-    }
-    if arm in shards:
-        folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
-        return shards[arm](folds)
+    trains on (a per-subject arm's training subjects; a generated arm's fold, the units holding
+    its first `n` images)."""
+    folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
+    if arm == "synth2d":
+        return synth2d_shards(folds, n)
+    if arm == "synth3d":
+        return synth3d_shards(folds, n)
+    if arm == "drr_recon":
+        return drr_recon_shards(folds)
     subjects = imageset_subjects(arm)
     if hasattr(wildcards, "fold"):
         subjects = fold_training_subjects(wildcards.fold)
@@ -251,9 +267,9 @@ try:
     TRAINING_SETS = training_sets(config["detector"], available_images(config, FOLDS))
 except InputError as e:
     raise WorkflowError(f"error: {e}") from None
+ALL_SETS = with_arms(config["detector"], TRAINING_SETS)
 DETECTOR_ARMS = [*ARMS, *TRAINING_SETS]
 SYNTH2D_SAMPLING_KEYS = (
-    "n_images",
     "shard_size",
     "shape_scale",
     "sampler",
@@ -301,9 +317,7 @@ def synth2d_settings(stage):
         "views": config["views"],
     }
     if stage == "sample":
-        sampling = {
-            k: section[k] for k in ("n_images", "shard_size", "shape_scale", "sampler")
-        }
+        sampling = {k: section[k] for k in ("shard_size", "shape_scale", "sampler")}
         return settings(**view_keys, **sampling)
     return settings(**view_keys, fidelity=section["fidelity"])
 

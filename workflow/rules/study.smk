@@ -105,7 +105,7 @@ rule report:
         settings=settings(
             evaluation=config["evaluation"],
             cohort_source=config["cohort"]["source"],
-            training_sets=with_arms(config["detector"], TRAINING_SETS),
+            training_sets=ALL_SETS,
         ),
     shell:
         "python -m xrayfactory report --out-dir {params.out_dir}"

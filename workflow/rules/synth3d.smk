@@ -105,13 +105,14 @@ rule render_synth3d:
         ct="results/synth3d/fold{fold}/vol{vol}/ct.nii.gz",
         landmarks="results/synth3d/fold{fold}/vol{vol}/landmarks.csv",
     output:
-        "results/imagesets/synth3d/fold{fold}/vol{vol}.h5",
+        "results/imagesets/synth3d/fold{fold}/vol{vol}_part{part}.h5",
     log:
-        "logs/imagesets/synth3d/fold{fold}_vol{vol}.log",
+        "logs/imagesets/synth3d/fold{fold}_vol{vol}_part{part}.log",
     benchmark:
-        "results/benchmarks/render_synth3d/fold{fold}_vol{vol}.tsv"
+        "results/benchmarks/render_synth3d/fold{fold}_vol{vol}_part{part}.tsv"
     wildcard_constraints:
         vol=r"\d+",
+        part=r"\d+",
     conda:
         ENV
     container:
@@ -125,7 +126,7 @@ rule render_synth3d:
         settings=render_settings("drr"),
     shell:
         "python -m xrayfactory --threads {threads} render-synth3d"
-        " --fold {wildcards.fold} --volume {wildcards.vol}"
+        " --fold {wildcards.fold} --volume {wildcards.vol} --part {wildcards.part}"
         " --ct {input.ct} --landmarks {input.landmarks} --out {output}"
         " --settings {params.settings:q} 2> {log}"
 

@@ -42,7 +42,6 @@ def sample_synth2d(a: argparse.Namespace) -> None:
         gen,
         a.shard,
         s["shard_size"],
-        s["n_images"],
         s["sampler"],
         s["shape_scale"],
         s["seed"],

@@ -82,7 +82,7 @@ def _render(s: dict):
 def render_synth3d(a: argparse.Namespace) -> None:
     from xrayfactory.synth3d.jobs import render_synth3d as job
 
-    job(a.fold, a.volume, a.ct, a.landmarks, a.out, *_render(a.settings))
+    job(a.fold, a.volume, a.part, a.ct, a.landmarks, a.out, *_render(a.settings))
 
 
 def render_drr_grid(a: argparse.Namespace) -> None:
@@ -159,9 +159,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, nargs="+", required=True)
     p.set_defaults(handler=sample_synth3d)
 
-    p = sub.add_parser("render-synth3d", help="DRRs of one generated CT")
-    p.add_argument("--fold", type=int, required=True)
-    p.add_argument("--volume", type=int, required=True)
+    p = sub.add_parser("render-synth3d", help="one part of the DRRs of one generated CT")
+    for flag in ("--fold", "--volume", "--part"):
+        p.add_argument(flag, type=int, required=True)
     for flag in ("--ct", "--landmarks", "--out"):
         p.add_argument(flag, required=True)
     add_settings(p)

@@ -42,27 +42,13 @@ def validate_config(config: dict, schema_path: str | os.PathLike, *, where: str 
             lines.append(f"key {key}: {e.message}")
         raise InputError(where, "invalid configuration\n  " + "\n  ".join(lines))
     _check_synth3d(config["synth3d"], where)
-    _check_generated_counts(config, where)
+    _check_realism(config, where)
     return config
 
 
-def _check_generated_counts(config: dict, where: str) -> None:
-    """A generated arm must make at least the images each detector trains on (per fold)."""
+def _check_realism(config: dict, where: str) -> None:
+    """Realism samples every arm's training set: it cannot ask for more images than it has."""
     need = config["detector"]["train_images"]
-    made = {
-        "synth2d": ("synth2d.n_images", config["synth2d"]["n_images"]),
-        "synth3d": (
-            "synth3d.n_volumes x drr.images_per_subject",
-            config["synth3d"]["n_volumes"] * config["drr"]["images_per_subject"],
-        ),
-    }
-    for arm, (key, n) in made.items():
-        if arm in config["detector"]["arms"] and n < need:
-            raise InputError(
-                where,
-                f"key {key}: the {arm} arm makes {n} images per fold, fewer than "
-                f"detector.train_images = {need}",
-            )
     if config["evaluation"]["realism_images"] > need:
         raise InputError(
             where,

@@ -8,6 +8,9 @@ from xrayfactory.core.errors import InputError
 from xrayfactory.core.rng import rng_for
 from xrayfactory.imaging.imageset import DATASETS, ImageSet, concatenate, read_imageset
 
+# arms made per fold, to order: their training sets take images in the order they were made
+GENERATED = ("synth2d", "synth3d")
+
 
 def subset(s: ImageSet, idx: np.ndarray) -> ImageSet:
     return ImageSet(*(getattr(s, d)[idx] for d in DATASETS), attrs=dict(s.attrs))
@@ -42,6 +45,14 @@ def selection(
     return np.sort(selection_order(pool, n_default, rng_key)[:n])
 
 
+def generation_order(s: ImageSet) -> np.ndarray:
+    """A generated arm's images in the order they were made: each generated subject's (a
+    synth3d volume's) k-th image before any (k+1)-th, subjects in shard order; so the first n
+    are a prefix that making more images never changes, spread over every volume."""
+    k = np.array([int(i.rsplit("/", 1)[1]) for i in image_ids(s.subject)])
+    return np.argsort(k, kind="stable")
+
+
 def training_set(s: ImageSet, subjects: list[str], n: int, rng_key: tuple, where: str) -> ImageSet:
     """Exactly `n` images of the training subjects (the default training set's draw)."""
     return subset(s, selection(s, subjects, n, n, rng_key, where))
@@ -60,17 +71,24 @@ def arm_training_set(
     """The `n` images arm `arm`'s detector of seed `seed` trains on in fold `fold` (the same
     selection for its training, the synth2d generator's (arm real) and realism) and their image
     ids: images of the fold's training subjects only, whatever else the pool holds. Generated
-    arms hold one fold each. `n_default` (default `n`): the default training set's size, whose
-    draw starts every size's selection order."""
+    arms hold one fold each and give their first `n` images in generation order (the same for
+    every seed: the generator's seed drew them). `n_default` (default `n`): the default
+    training set's size, whose draw starts every size's selection order."""
     candidates = sorted(train_subjects)
+    where = f"arm {arm}, fold {fold}"
     if "fold" in pool.attrs:
         if pool.attrs["fold"] != fold:
             raise InputError(
                 f"image sets of arm {arm}", f"generated for fold {pool.attrs['fold']}, not {fold}"
             )
         candidates = sorted(set(pool.subject))
-    key = (seed, "select", arm, fold)
-    idx = selection(pool, candidates, n, n_default or n, key, f"arm {arm}, fold {fold}")
+    if arm in GENERATED:
+        if len(pool) < n:
+            raise InputError(where, f"{len(pool)} generated images, fewer than the {n} asked for")
+        idx = np.sort(generation_order(pool)[:n])
+    else:
+        key = (seed, "select", arm, fold)
+        idx = selection(pool, candidates, n, n_default or n, key, where)
     return subset(pool, idx), image_ids(pool.subject)[idx].tolist()
 
 

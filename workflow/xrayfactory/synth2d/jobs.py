@@ -122,26 +122,22 @@ def sample_synth2d(
     gen: Generator,
     shard: int,
     shard_size: int,
-    n_images: int,
     sampler: dict,
     shape_scale: float,
     seed: int,
     out: PathLike,
 ) -> None:
-    """Shard `shard` of the fold's `n_images` generated, labelled images."""
-    first = shard * shard_size
-    n = min(shard_size, n_images - first)
-    if n <= 0:
-        raise InputError(out, f"shard {shard} is empty for synth2d.n_images = {n_images}")
+    """Shard `shard` of the fold's generated, labelled images: `shard_size` images of their
+    own random stream, whatever the number of shards."""
     images = gen.generate(
-        n,
+        shard_size,
         sampler,
         (seed, "synth2d", gen.fold, shard),
         shape_scale=shape_scale,
-        first_id=first,
+        first_id=shard * shard_size,
     )
     write_imageset(out, images)
-    log.info("synth2d fold %d shard %d: %d images", gen.fold, shard, n)
+    log.info("synth2d fold %d shard %d: %d images", gen.fold, shard, shard_size)
 
 
 def synth2d_fidelity(

@@ -181,6 +181,7 @@ def sample_synth3d(
 def render_synth3d(
     fold: int,
     volume: int,
+    part: int,
     ct: PathLike,
     landmarks: PathLike,
     out: PathLike,
@@ -188,7 +189,9 @@ def render_synth3d(
     drr: dict,
     device: str,
 ) -> None:
-    """DRRs of one generated CT, with the `drr` arm's renderer, view ranges and image count."""
+    """Part `part` of the DRRs of one generated CT: the `drr` arm's renderer, view ranges and
+    image count, views from the part's own random stream (a part never changes when more are
+    made)."""
     subject = f"synth3d-f{fold}-v{volume}"
     ct_volume = load_ct(ct)
     attrs = {
@@ -205,7 +208,7 @@ def render_synth3d(
         drr,
         device,
         attrs,
-        view_stream="synth3d",
+        view_stream=f"synth3d/part{part}",
     )
     write_imageset(out, result)
 
