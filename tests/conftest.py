@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,20 @@ def pytest_collection_modifyitems(config, items):
 def demo_ct() -> tuple[Volume, Volume]:
     ct = load_ct(CT_PATH)
     return ct, load_segmentation(SEG_PATH, ct, CT_PATH)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> Path:
+    """The tiny study (tests/configs/tiny.yaml), run to the end once, uninterrupted and without
+    containers, for the end-to-end tests; its metrics are kept apart in reference_metrics.csv
+    (tests change the study and restore it, but may fail midway)."""
+    from tests.workflow_runs import TINY, run, study_dir
+
+    workdir = study_dir(tmp_path_factory.mktemp("tiny"), TINY)
+    r = run(workdir, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    shutil.copy(workdir / "results" / "report" / "metrics.csv", workdir / "reference_metrics.csv")
+    return workdir
 
 
 def sphere_volume(

@@ -166,17 +166,6 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     assert not (workdir / "results").exists()
 
 
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory) -> Path:
-    """The tiny study, run to the end once (uninterrupted) for the tests below."""
-    workdir = study_dir(tmp_path_factory.mktemp("tiny"), TINY)
-    r = run(workdir, "--cores", "2")
-    assert r.returncode == 0, r.stderr[-3000:]
-    # kept apart: the tests below change the study (and restore it), but may fail midway
-    shutil.copy(workdir / "results" / "report" / "metrics.csv", workdir / "reference_metrics.csv")
-    return workdir
-
-
 @pytest.mark.slow
 def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     workdir = tiny_study

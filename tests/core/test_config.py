@@ -6,7 +6,7 @@ import yaml
 
 from tests.conftest import REPO
 from xrayfactory.cohort.deform import DeformationParams
-from xrayfactory.core.config import reference, validate_config
+from xrayfactory.core.config import reference, schema_file, validate_config
 from xrayfactory.core.errors import InputError
 from xrayfactory.datasets.deepfluoro import Preprocessing
 from xrayfactory.detection.detector import DetectorSettings
@@ -104,3 +104,11 @@ def test_settings_dataclasses_agree_with_the_schema():
             assert value == default, f"{cls.__name__}.{f.name} = {f.default!r}, schema {default!r}"
             checked += 1
     assert checked > 50
+
+
+def test_schemas_are_found_in_the_checkout_and_a_missing_one_is_named():
+    """Jobs look schemas up in the package (a job image has no checkout; pyproject.toml ships
+    workflow/schemas as xrayfactory/schemas); in a checkout they are workflow/schemas."""
+    assert schema_file("cohort.schema.yaml") == SCHEMA.parent / "cohort.schema.yaml"
+    with pytest.raises(InputError, match=r"nothing.yaml: no such schema in .*workflow/schemas"):
+        schema_file("nothing.yaml")

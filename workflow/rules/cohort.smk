@@ -101,9 +101,8 @@ rule cohort_sheet:
         runtime=5,
     params:
         subjects=SUBJECTS,
-        schema=SCHEMAS / "cohort.schema.yaml",
     shell:
-        "python -m xrayfactory cohort-sheet --out {output} --schema {params.schema}"
+        "python -m xrayfactory cohort-sheet --out {output}"
         " --subjects {params.subjects} --ct {input.ct} --segmentation {input.seg}"
         " --landmarks {input.landmarks} 2> {log}"
 

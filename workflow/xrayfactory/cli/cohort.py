@@ -35,7 +35,7 @@ def demo_subject(a: argparse.Namespace) -> None:
 def cohort_sheet(a: argparse.Namespace) -> None:
     from xrayfactory.cohort.jobs import cohort_sheet as job
 
-    job(a.out, a.schema, a.subjects, a.ct, a.segmentation, a.landmarks)
+    job(a.out, a.subjects, a.ct, a.segmentation, a.landmarks)
 
 
 def cohort_qc(a: argparse.Namespace) -> None:
@@ -82,7 +82,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("cohort-sheet", help="write and validate a cohort sheet")
     p.add_argument("--out", required=True)
-    p.add_argument("--schema", required=True)
     for flag in ("--subjects", "--ct", "--segmentation", "--landmarks"):
         p.add_argument(flag, nargs="+", required=True)
     p.set_defaults(handler=cohort_sheet)

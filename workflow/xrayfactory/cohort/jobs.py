@@ -13,6 +13,7 @@ from xrayfactory.cohort.sheet import folds as make_folds
 from xrayfactory.cohort.sheet import read_sheet, write_sheet
 from xrayfactory.cohort.volumes import load_ct, load_segmentation, save_nifti
 from xrayfactory.core.atomic import PathLike, write_csv
+from xrayfactory.core.config import schema_file
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.rng import rng_for
 
@@ -53,19 +54,19 @@ def demo_subject(
 
 def cohort_sheet(
     out: PathLike,
-    schema: PathLike,
     subjects: list[str],
     ct: list[str],
     seg: list[str],
     landmarks: list[str],
 ) -> None:
-    """The demo cohort's sheet, written in the layout of a user's sheet and read back."""
+    """The demo cohort's sheet, written in the layout of a user's sheet and read back (checked
+    against the cohort schema)."""
     columns = [subjects, ct, seg, landmarks]
     if len({len(c) for c in columns}) != 1:
         raise InputError(out, "subjects, CTs, segmentations and landmark files differ in number")
     keys = ("subject", "ct", "segmentation", "landmarks")
     write_sheet(out, [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)])
-    read_sheet(out, schema)
+    read_sheet(out, schema_file("cohort.schema.yaml"))
 
 
 def folds(

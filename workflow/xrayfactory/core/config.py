@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
 from xrayfactory.core.errors import InputError
+
+
+def schema_file(name: str) -> Path:
+    """A workflow schema: workflow/schemas/<name> in a checkout, the copy packaged as
+    xrayfactory/schemas/<name> in an installed package (a job image has no checkout)."""
+    package = Path(__file__).resolve().parents[1]
+    folders = (package.parent / "schemas", package / "schemas")
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    raise InputError(name, f"no such schema in {' or '.join(map(str, folders))}")
 
 
 def _with_defaults(cls: type) -> type:
