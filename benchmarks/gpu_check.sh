@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's GPU check: one script, one table. On a machine with an NVIDIA GPU and no network:
-#   bash benchmarks/gpu_check.sh --wheels /path/to/wheels          (about 8 minutes)
+#   bash benchmarks/gpu_check.sh --wheels /path/to/wheels   (meant to take < 8 min; not yet timed)
 # installs torch 2.13.0 and the package with its gpu extra (deepdrr) into .venv-gpu from that
 # folder only, then runs, each timed: the GPU tests (pytest -m gpu), the DRR throughput benchmark
 # on CUDA, benchmarks/paper_cost.py at the paper configuration's sizes (the trainers' bf16
