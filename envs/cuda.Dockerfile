@@ -14,10 +14,11 @@ ENV DEBIAN_FRONTEND=noninteractive \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics \
     PATH=/opt/venv/bin:$PATH
 
-# python3.11 for the package; EGL/GL and libusb for DeepDRR's renderer and open3d.
+# python3.11 for the package; EGL/GL and libusb for DeepDRR's renderer and open3d; glib for
+# OpenCV (deepdrr imports cv2).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3.11 python3.11-venv libegl1 libgl1 libglvnd0 libgomp1 libusb-1.0-0 \
+        python3.11 python3.11-venv libegl1 libgl1 libglvnd0 libgomp1 libusb-1.0-0 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv
 
