@@ -16,7 +16,7 @@ base_args=()
 if [ "${1:-}" = "--debian-base" ]; then
     shift
     base=localhost/xrayfactory-base:bookworm
-    if ! "$engine" image exists "$base" 2> /dev/null; then
+    if ! "$engine" image inspect "$base" > /dev/null 2>&1; then
         rootfs=$(mktemp -d)/rootfs.tar
         mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
             bookworm "$rootfs"
@@ -39,7 +39,6 @@ if [ "$engine" = podman ]; then
         build_args+=(--volume "$path:$path:ro")
     done < <(python3 envs/pip_mounts.py)
 fi
-mkdir -p containers
 for kind in "${kinds[@]}"; do
     tag="localhost/xrayfactory:${version}-${kind}"
     start=$SECONDS
@@ -48,6 +47,7 @@ for kind in "${kinds[@]}"; do
     echo "built $tag in $((SECONDS - start)) s"
     if command -v apptainer > /dev/null; then
         out="containers/xrayfactory-${version}-${kind}"
+        mkdir -p containers
         "$engine" save "$tag" -o "${out}.tar"
         apptainer build --force "${out}.sif" "docker-archive://${out}.tar"
         rm "${out}.tar"
