@@ -52,9 +52,11 @@ gpu=$(python -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.
     echo "| --- | --- | --- |"
 } > "$table"
 failed=0
+names=()
 check() {  # check NAME COMMAND...: run, time, log, add a row
     local name=$1 start=$SECONDS status=passed
     shift
+    names+=("$name")
     echo "== $name" >&2
     if ! "$@" > "$out/$name.log" 2>&1; then
         status=FAILED
@@ -67,7 +69,7 @@ check gpu-tests python -m pytest -m gpu -rs -q -p no:cacheprovider tests
 check drr-throughput python benchmarks/drr_throughput.py --device "$device" "${drr[@]}"
 check paper-cost python benchmarks/paper_cost.py --device "$device" "${paper[@]}"
 check synth3d-generation python benchmarks/synth3d_generation.py --device "$device" "${large[@]}"
-for name in gpu-tests drr-throughput paper-cost synth3d-generation; do
+for name in "${names[@]}"; do
     { echo; echo "## $name"; echo; echo '```'; grep -v "^\[" "$out/$name.log" | tail -40; echo '```'; } >> "$table"
 done
 cat "$table"

@@ -46,6 +46,7 @@ from xrayfactory.detection.training_sets import (  # noqa: E402
 )
 from xrayfactory.imaging.drr import deepdrr_available, make_renderer  # noqa: E402
 from xrayfactory.imaging.geometry import CArm, ViewSampler, projection_matrix  # noqa: E402
+from xrayfactory.imaging.splits import GENERATED  # noqa: E402
 from xrayfactory.synth2d import model as synth2d  # noqa: E402
 from xrayfactory.synth3d import model as synth3d  # noqa: E402
 from xrayfactory.synth3d.ctgrid import grid_spec  # noqa: E402
@@ -218,15 +219,12 @@ def units(c: dict, subjects: list[str]) -> dict[str, int]:
     det_steps = sum(
         det["epochs"] * max(1, sum(n.values()) // det["batch_size"]) for n in sets.values()
     )
-    made = {
-        arm: units_to_make(c, sets, arm) * unit_size(c, arm) * any(arm in n for n in sets.values())
-        for arm in ("synth2d", "synth3d")
-    }
+    uses = {arm: any(arm in n for n in sets.values()) for arm in ("drr", "synth2d", "synth3d")}
+    made = {arm: units_to_make(c, sets, arm) * unit_size(c, arm) * uses[arm] for arm in GENERATED}
     evals = synth2d.network_evaluations(s2["sampler"]["steps"], s2["sampler"]["guidance"])
     fidelity = sum(
         synth2d.network_evaluations(f["steps"], f["guidance"]) for f in s2["fidelity"]["samplers"]
     )
-    uses = {arm: any(arm in n for n in sets.values()) for arm in ("drr", "synth2d", "synth3d")}
     return {
         "detector": n_folds * len(det["seeds"]) * det_steps,
         "synth2d train": n_folds * s2["train_steps"] * uses["synth2d"],

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from xrayfactory.cohort.sheet import demo_subjects, folds, read_sheet
-from xrayfactory.core.config import validate_config
+from xrayfactory.core.config import schema_file, validate_config
 from xrayfactory.core.errors import InputError
 from xrayfactory.detection.training_sets import (
     available_images,
@@ -18,17 +18,16 @@ from xrayfactory.detection.training_sets import (
 )
 from snakemake.exceptions import WorkflowError
 
-SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 ENV = "../../envs/xrayfactory.yaml"
 
 try:
-    validate_config(config, SCHEMAS / "config.schema.yaml")
+    validate_config(config, schema_file("config.schema.yaml"))
     if config["cohort"]["source"] == "sheet":
         if not config["cohort"]["sheet"]:
             raise InputError(
                 "config", "key cohort.sheet: required when cohort.source is sheet"
             )
-        SHEET = read_sheet(config["cohort"]["sheet"], SCHEMAS / "cohort.schema.yaml")
+        SHEET = read_sheet(config["cohort"]["sheet"], schema_file("cohort.schema.yaml"))
         SUBJECTS = list(SHEET.index)
     elif config["cohort"]["source"] == "deepfluoro":
         SHEET = None

@@ -45,11 +45,11 @@ def selection(
     return np.sort(selection_order(pool, n_default, rng_key)[:n])
 
 
-def generation_order(s: ImageSet) -> np.ndarray:
-    """A generated arm's images in the order they were made: each generated subject's (a
-    synth3d volume's) k-th image before any (k+1)-th, subjects in shard order; so the first n
-    are a prefix that making more images never changes, spread over every volume."""
-    k = np.array([int(i.rsplit("/", 1)[1]) for i in image_ids(s.subject)])
+def generation_order(ids: np.ndarray) -> np.ndarray:
+    """A generated arm's images (their image_ids) in the order they were made: each generated
+    subject's (a synth3d volume's) k-th image before any (k+1)-th, subjects in shard order; so
+    the first n are a prefix that making more images never changes, spread over every volume."""
+    k = np.array([int(i.rsplit("/", 1)[1]) for i in ids])
     return np.argsort(k, kind="stable")
 
 
@@ -76,6 +76,7 @@ def arm_training_set(
     training set's size, whose draw starts every size's selection order."""
     candidates = sorted(train_subjects)
     where = f"arm {arm}, fold {fold}"
+    ids = image_ids(pool.subject)
     if "fold" in pool.attrs:
         if pool.attrs["fold"] != fold:
             raise InputError(
@@ -85,11 +86,11 @@ def arm_training_set(
     if arm in GENERATED:
         if len(pool) < n:
             raise InputError(where, f"{len(pool)} generated images, fewer than the {n} asked for")
-        idx = np.sort(generation_order(pool)[:n])
+        idx = np.sort(generation_order(ids)[:n])
     else:
         key = (seed, "select", arm, fold)
         idx = selection(pool, candidates, n, n_default or n, key, where)
-    return subset(pool, idx), image_ids(pool.subject)[idx].tolist()
+    return subset(pool, idx), ids[idx].tolist()
 
 
 def realism_sample(
