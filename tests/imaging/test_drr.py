@@ -174,3 +174,25 @@ def test_gpu_matches_cpu():
     cpu = TorchRenderer(device="cpu").render(vol, p, CARM.rows, CARM.cols)
     gpu = TorchRenderer(device="cuda").render(vol, p, CARM.rows, CARM.cols)
     assert np.allclose(cpu, gpu, atol=1e-3)
+
+
+def test_prepared_ct_renders_as_before(demo_ct):
+    """The demo CT, prepared once and rendered one view per call, gives the DRRs of the
+    renderer as it was before volumes were prepared (material channels re-made per call)."""
+    from tests.imaging.reference_raycast import line_integrals as reference
+    from xrayfactory.imaging.drr import MATERIALS, material_channels, polychromatic
+    from xrayfactory.imaging.physics import mass_attenuation, tube_spectrum
+
+    ct, _ = demo_ct
+    carm = CArm(pixel_spacing=0.28, downsample=24)  # 64 x 64
+    centre = ct.voxel_to_world((np.asarray(ct.shape)[None] - 1) / 2)[0]
+    views = [(0, 0, 0, 0, 0, 0), (28, -12, 4, 15, -10, 8), (-90, 5, 0, 0, 0, 0)]
+    ps = np.stack([projection_matrix(carm, np.array(v, float), centre) for v in views])
+    renderer = TorchRenderer(device="cpu")
+    vol = renderer.prepare(ct)
+    got = np.concatenate([renderer.render(vol, p[None], carm.rows, carm.cols) for p in ps])
+    spec = tube_spectrum(90.0, al_mm=2.5)
+    mu = torch.as_tensor(mass_attenuation(MATERIALS, spec.energies_kev), dtype=torch.float32)
+    li = reference(material_channels(torch.as_tensor(ct.data)), ct.affine, ps, 64, 64) / 10.0
+    want = -torch.log(polychromatic(li, mu, torch.as_tensor(spec.weights).float())).numpy()
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-4)

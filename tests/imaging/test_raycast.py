@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from xrayfactory.imaging.geometry import CArm, projection_matrix, source_position
-from xrayfactory.imaging.raycast import line_integrals
+from xrayfactory.imaging.raycast import RayVolume, line_integrals
 
 CARM = CArm(pixel_spacing=0.28, downsample=12)  # demo geometry: 128 x 128, 3.36 mm pixels
 SPACING = np.array([1.0, 1.0, 3.0])  # CT-like anisotropic voxels (mm)
@@ -90,3 +90,64 @@ def test_mixed_axis_views_are_chunk_and_batch_invariant():
         ]
     )
     assert torch.allclose(whole, split, atol=1e-4)
+
+
+def _materials_volume() -> torch.Tensor:
+    """(4, I, J, K) channels: two dense, one empty, one holding material in a small box."""
+    data = np.random.default_rng(1).random((4, *SHAPE)).astype(np.float32)
+    data[1, :10] = 0.0
+    data[2] = 0.0
+    data[3] = 0.0
+    data[3, 30:36, 40:44, 10:13] = 5.0
+    return torch.as_tensor(data)
+
+
+# oblique views whose rays step along different axes, one with offsets and roll, and a source
+# inside the volume (rays cast both ways from it: slices behind the source are masked)
+_VIEWS = [
+    (CArm(pixel_spacing=0.28, downsample=48), (55, 0, 0, 0, 0, 0)),
+    (CArm(pixel_spacing=0.28, downsample=48), (-40, 20, 3, 5, -4, 2)),
+    (CArm(pixel_spacing=0.28, downsample=48), (0, 0, 0, 0, 0, 0)),
+    (CArm(sid=30.0, sdd=100.0, pixel_spacing=0.28, downsample=48), (30, 10, 0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("oversample", [1, 2, 3])
+def test_prepared_volume_reproduces_the_reference_caster(oversample):
+    """A volume prepared once gives the integrals of the caster as it was before (every view,
+    every channel, batched or one view per call), though it casts the empty channel not at all
+    and the boxed one over its box alone."""
+    from tests.imaging.reference_raycast import line_integrals as reference
+
+    data = _materials_volume()
+    ps = np.stack([projection_matrix(c, np.array(v, float), np.zeros(3)) for c, v in _VIEWS])
+    vol = RayVolume(data, AFFINE, oversample=oversample)
+    assert [g.channels for g in vol.groups] == [[0, 1], [3]]
+    # the box of channel 3, one voxel of margin on each side
+    assert vol.groups[1].start.tolist() == [29, 39, 9] and vol.groups[1].size.tolist() == [8, 6, 5]
+    want = reference(data, AFFINE, ps, 32, 32, oversample=oversample)
+    batched = vol.integrals(ps, 32, 32)
+    per_call = torch.cat([vol.integrals(p[None], 32, 32) for p in ps])
+    tol = 1e-5 * float(want.abs().max())
+    assert want[:, 3].abs().max() > 1.0  # the boxed channel is seen by these views
+    assert torch.allclose(batched, want, rtol=1e-4, atol=tol)
+    assert torch.allclose(per_call, want, rtol=1e-4, atol=tol)
+    assert not batched[:, 2].any()
+
+
+def test_prepared_volume_keeps_its_stacks_within_the_cache_budget():
+    """With room for one slice stack only, views stepping along other axes rebuild stacks
+    instead of keeping them all, and the integrals do not change."""
+    data = _materials_volume()
+    small = _VIEWS[0][0]
+    ps = np.stack(
+        [projection_matrix(small, np.array(v, float), np.zeros(3)) for _, v in _VIEWS[:3]]
+    )
+    roomy = RayVolume(data, AFFINE, oversample=2)
+    want = roomy.integrals(ps, 32, 32)
+    tight = RayVolume(data, AFFINE, oversample=2, cache_bytes=1)
+    got = tight.integrals(ps, 32, 32)
+    largest = max(s.nbytes for s in roomy._stacks.values())
+    assert len(roomy._stacks) > 2 and roomy.cached_bytes > largest
+    assert len(tight._stacks) == 1 and tight.cached_bytes <= largest
+    assert torch.allclose(got, want)

@@ -68,11 +68,12 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_ct(path: str | os.PathLike) -> Volume:
-    """Read a CT in Hounsfield units as float32; reject NaN/inf voxels."""
+    """Read a CT in Hounsfield units as float32 in C order (NIfTI's is Fortran order: ray
+    casting reads C-ordered slabs); reject NaN/inf voxels."""
     data, affine = read_nifti(path)
     if not np.issubdtype(data.dtype, np.number):
         raise InputError(path, f"voxel type {data.dtype} is not numeric")
-    data = data.astype(np.float32)
+    data = np.ascontiguousarray(data, dtype=np.float32)
     bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
     if bad:
         raise InputError(path, f"{bad} voxels are NaN or infinite")

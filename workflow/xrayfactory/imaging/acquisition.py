@@ -20,7 +20,7 @@ from xrayfactory.cohort.volumes import Volume
 from xrayfactory.core.device import pick_device
 from xrayfactory.core.progress import Progress
 from xrayfactory.imaging.physics import DENSITY, mass_attenuation, tube_spectrum
-from xrayfactory.imaging.raycast import line_integrals, pixel_rays
+from xrayfactory.imaging.raycast import RayVolume, pixel_rays
 
 MATERIALS = ("air", "soft_tissue", "bone", "titanium", "steel")
 BONE_RAMP_HU = (100.0, 600.0)  # bone fraction rises linearly across this HU range
@@ -142,9 +142,16 @@ class ProxyRealAcquisition:
     def __init__(self, params: AcquisitionParams):
         self.params = params
 
+    def prepare(self, ct: Volume) -> RayVolume:
+        """`ct`'s material channels, ready for any number of `acquire` calls."""
+        hu = torch.as_tensor(ct.data, device=pick_device(self.params.device))[None]
+        return RayVolume(
+            hu, ct.affine, lambda x: material_channels(x[0]), oversample=self.params.oversample
+        )
+
     def acquire(
         self,
-        ct: Volume,
+        ct: Volume | RayVolume,
         projections: np.ndarray,
         rows: int,
         cols: int,
@@ -155,21 +162,18 @@ class ProxyRealAcquisition:
         """(V, rows, cols) processed images; `anchors` (A, 3) are world points near which
         K-wires may be placed (e.g. the subject's landmarks)."""
         q = self.params
-        dev = pick_device(q.device)
+        vol = ct if isinstance(ct, RayVolume) else self.prepare(ct)
+        dev = vol.device
         spec = tube_spectrum(q.kvp, al_mm=q.al_mm, cu_mm=q.cu_mm)
         mu = torch.as_tensor(
             mass_attenuation(MATERIALS, spec.energies_kev), dtype=torch.float32, device=dev
         )
         w = torch.as_tensor(spec.weights, dtype=torch.float32, device=dev)
-        channels = material_channels(torch.as_tensor(ct.data, device=dev))
         projections = np.asarray(projections).reshape(-1, 3, 4)
         out = np.empty((len(projections), rows, cols), np.float32)
         progress = Progress(len(projections), "proxy-real acquisition", unit="images")
         for i, p in enumerate(projections):
-            li = (
-                line_integrals(channels, ct.affine, p[None], rows, cols, oversample=q.oversample)[0]
-                / 10.0
-            )
+            li = vol.integrals(p[None], rows, cols)[0] / 10.0
             if rng.random() < q.kwire_probability:
                 for _ in range(rng.integers(1, 3)):
                     centre = anchors[rng.integers(len(anchors))] + rng.normal(0, 20, 3)

@@ -3,7 +3,8 @@
 Two backends share one interface, `render(ct, projections, rows, cols) -> (V, rows, cols)`
 float32 images of -ln(I / I0) (line integral of attenuation; bone is bright):
 
-* `TorchRenderer` (default): CPU or GPU, batched over views, memory bounded by ray chunks.
+* `TorchRenderer` (default): CPU or GPU, batched over views, memory bounded by ray chunks;
+  `prepare(ct)` once and pass the result to `render` to render a CT in many calls.
 * `DeepDRRRenderer`: DeepDRR on an NVIDIA GPU; deepdrr is imported only when it is used.
 
 Both use DeepDRR's HU -> density fit and HU thresholds (`hu_to_density`, `material_channels`).
@@ -25,7 +26,7 @@ from xrayfactory.core.device import pick_device
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.progress import Progress
 from xrayfactory.imaging.physics import mass_attenuation, tube_spectrum
-from xrayfactory.imaging.raycast import line_integrals
+from xrayfactory.imaging.raycast import RayVolume
 
 log = logging.getLogger("xrayfactory")
 
@@ -35,7 +36,11 @@ AIR_MAX_HU, SOFT_MAX_HU = -800.0, 350.0
 
 
 class Renderer(Protocol):
-    def render(self, ct: Volume, projections: np.ndarray, rows: int, cols: int) -> np.ndarray: ...
+    def prepare(self, ct: Volume) -> Volume | RayVolume: ...
+
+    def render(
+        self, ct: Volume | RayVolume, projections: np.ndarray, rows: int, cols: int
+    ) -> np.ndarray: ...
 
 
 def hu_to_density(hu: torch.Tensor) -> torch.Tensor:
@@ -72,30 +77,28 @@ class TorchRenderer:
     views_per_batch: int = 16
     max_samples: int = 1 << 22
 
-    def render(self, ct: Volume, projections: np.ndarray, rows: int, cols: int) -> np.ndarray:
-        dev = pick_device(self.device)
+    def prepare(self, ct: Volume) -> RayVolume:
+        """`ct`'s material channels, ready for any number of `render` calls."""
+        hu = torch.as_tensor(ct.data, device=pick_device(self.device))[None]
+        return RayVolume(
+            hu, ct.affine, lambda x: material_channels(x[0]), oversample=self.oversample
+        )
+
+    def render(
+        self, ct: Volume | RayVolume, projections: np.ndarray, rows: int, cols: int
+    ) -> np.ndarray:
+        vol = ct if isinstance(ct, RayVolume) else self.prepare(ct)
+        dev = vol.device
         spec = tube_spectrum(self.kvp, al_mm=self.al_mm)
         mu = torch.as_tensor(mass_attenuation(MATERIALS, spec.energies_kev), dtype=torch.float32)
         w = torch.as_tensor(spec.weights, dtype=torch.float32)
-        channels = material_channels(torch.as_tensor(ct.data, device=dev))
         projections = np.asarray(projections).reshape(-1, 3, 4)
         out = np.empty((len(projections), rows, cols), np.float32)
         progress = Progress(len(projections), "DRR", unit="images")
         for start in range(0, len(projections), self.views_per_batch):
             sl = slice(start, start + self.views_per_batch)
             # channels are g/cm^3 and lengths mm: /10 gives g/cm^2.
-            li = (
-                line_integrals(
-                    channels,
-                    ct.affine,
-                    projections[sl],
-                    rows,
-                    cols,
-                    oversample=self.oversample,
-                    max_samples=self.max_samples,
-                )
-                / 10.0
-            )
+            li = vol.integrals(projections[sl], rows, cols, max_samples=self.max_samples) / 10.0
             intensity = polychromatic(li, mu.to(dev), w.to(dev))
             out[sl] = (-torch.log(intensity.clamp(min=1e-12))).cpu().numpy()
             progress.update(len(out[sl]))
@@ -116,8 +119,17 @@ class DeepDRRRenderer:
     kvp: float = 90.0
     step_mm: float = 0.5
 
-    def render(self, ct: Volume, projections: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    def prepare(self, ct: Volume) -> Volume:
+        """`ct` itself: DeepDRR makes its own volume in each `render` call."""
+        return ct
+
+    def render(
+        self, ct: Volume | RayVolume, projections: np.ndarray, rows: int, cols: int
+    ) -> np.ndarray:
         from xrayfactory.imaging.deepdrr_backend import render_deepdrr
+
+        if not isinstance(ct, Volume):
+            raise TypeError("DeepDRRRenderer renders a Volume, not another renderer's RayVolume")
 
         return render_deepdrr(self, ct, projections, rows, cols)
 

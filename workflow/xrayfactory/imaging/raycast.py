@@ -9,13 +9,26 @@ stepping axis and each group is one batched 2D `grid_sample` over that axis's sl
 faster than 3D trilinear sampling on CPU, and exact for the piecewise-linear volume along the
 stepping axis). `oversample` inserts linearly interpolated sub-slices. Memory is bounded by
 processing slices in chunks of at most `max_samples` samples.
+
+`RayVolume` prepares a volume once and serves every later call: the material channels are
+computed from the stored data (C order) slab by slab, channels without material are dropped,
+a channel whose material fills a small box (metal) is cast over that box alone, and each
+stepping axis's slice-major stack is made on first use and kept within `cache_bytes`.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+Materials = Callable[[torch.Tensor], torch.Tensor]
+# a channel whose material box holds less than this fraction of the volume is cast on its own
+SPARSE_FRACTION = 0.25
 
 
 def pixel_rays(p: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,35 +46,155 @@ def pixel_rays(p: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, tor
     return source, pix @ minv.T
 
 
-def _slices(
-    channels: torch.Tensor, axis: int, oversample: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Volume as a stack of 2D slices along `axis` -> (S, C, A, B) and the slice positions."""
-    other = [a for a in (0, 1, 2) if a != axis]
-    stack = channels.permute(axis + 1, 0, other[0] + 1, other[1] + 1)
-    n = stack.shape[0]
-    pos = torch.arange(n, dtype=torch.float64, device=channels.device)
-    if oversample > 1 and n > 1:
-        frac = torch.arange(oversample, dtype=stack.dtype, device=stack.device) / oversample
-        a, b = stack[:-1].unsqueeze(1), stack[1:].unsqueeze(1)
-        shaped = frac.view(1, -1, 1, 1, 1)
-        stack = torch.cat([((1 - shaped) * a + shaped * b).flatten(0, 1), stack[-1:]])
-        pos = torch.cat([(pos[:-1, None] + frac.double()[None].to(pos.device)).flatten(), pos[-1:]])
-    return stack.contiguous(), pos
+@dataclass(frozen=True)
+class _Group:
+    """Channels cast together over one voxel box (start index and size per axis)."""
+
+    channels: list[int]
+    start: np.ndarray
+    size: np.ndarray
 
 
-def _voxel_rays(
-    p: torch.Tensor, inv: torch.Tensor, rows: int, cols: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source (3,) and ray directions (rows*cols, 3) in voxel indices, and the world length
-    (mm) of each direction vector (rows*cols,)."""
-    source, dirs = pixel_rays(p, rows, cols)
-    return inv[:3, :3] @ source + inv[:3, 3], dirs @ inv[:3, :3].T, dirs.norm(dim=-1)
+class RayVolume:
+    """Material channels of a volume, prepared once for any number of `integrals` calls.
+
+    `data` is (D, I, J, K) (e.g. D = 1: Hounsfield units); `materials` maps (D, ...) to
+    (C, ...) per voxel (elementwise); without it the data are the channels."""
+
+    def __init__(
+        self,
+        data: torch.Tensor,
+        affine: np.ndarray,
+        materials: Materials | None = None,
+        *,
+        oversample: int = 1,
+        cache_bytes: int = 1 << 30,
+        slab_voxels: int = 1 << 22,
+    ):
+        self.data = data.contiguous()
+        self.affine = np.asarray(affine, float)
+        self.materials = materials or (lambda x: x)
+        self.oversample = oversample
+        self.cache_bytes = cache_bytes
+        self._slab = max(1, slab_voxels // max(1, self.data[0, 0].numel()))
+        self._inv = torch.as_tensor(np.linalg.inv(self.affine), dtype=torch.float64)
+        self.n_channels, self.groups = self._group_channels()
+        self._stacks: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held by the cached slice stacks."""
+        return sum(s.nbytes for s in self._stacks.values())
+
+    def _group_channels(self) -> tuple[int, list[_Group]]:
+        """Channel count and groups: channels holding no material are left out; dense ones are
+        cast together over the union of their boxes, sparse ones each over its own box."""
+        shape = np.array(self.data.shape[1:])
+        lo = hi = None
+        for s0 in range(0, shape[0], self._slab):
+            ch = self.materials(self.data[:, s0 : s0 + self._slab]) != 0
+            if lo is None:
+                lo = np.full((len(ch), 3), np.iinfo(np.int64).max)
+                hi = np.full((len(ch), 3), -1)
+            for axis in range(3):
+                dims = [d for d in (1, 2, 3) if d != axis + 1]
+                hit = ch.any(dim=dims[1]).any(dim=dims[0]).cpu().numpy()  # (C, length)
+                for c in np.flatnonzero(hit.any(1)):
+                    idx = np.flatnonzero(hit[c]) + (s0 if axis == 0 else 0)
+                    lo[c, axis] = min(lo[c, axis], idx[0])
+                    hi[c, axis] = max(hi[c, axis], idx[-1])
+        assert lo is not None and hi is not None
+        held = [c for c in range(len(lo)) if hi[c, 0] >= 0]
+        # one voxel of margin: the box's zero padding then equals the volume's own zeros
+        lo, hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, shape - 1)
+        dense = [c for c in held if np.prod(hi[c] - lo[c] + 1) >= SPARSE_FRACTION * shape.prod()]
+        groups = []
+        if dense:
+            start, stop = lo[dense].min(0), hi[dense].max(0) + 1
+            groups.append(_Group(dense, start, stop - start))
+        for c in held:
+            if c not in dense:
+                groups.append(_Group([c], lo[c], hi[c] - lo[c] + 1))
+        return len(lo), groups
+
+    def _stack(self, g: int, axis: int) -> torch.Tensor:
+        """Group `g`'s slice-major (S, C, A, B) stack along `axis`, with sub-slices; cached."""
+        key = (g, axis)
+        if key in self._stacks:
+            self._stacks.move_to_end(key)
+            return self._stacks[key]
+        group, o = self.groups[g], self.oversample
+        box = self.data[
+            :, *(slice(int(a), int(a + n)) for a, n in zip(group.start, group.size, strict=True))
+        ]
+        other = [a for a in (0, 1, 2) if a != axis]
+        n = int(group.size[axis])
+        need = ((n - 1) * o + 1) * len(group.channels) * int(np.prod(group.size[other])) * 4
+        while self._stacks and self.cached_bytes + need > self.cache_bytes:
+            self._stacks.popitem(last=False)
+        stack = torch.empty(
+            (n - 1) * o + 1,
+            len(group.channels),
+            *(int(group.size[a]) for a in other),
+            dtype=torch.float32,
+            device=self.device,
+        )
+        for s0 in range(0, n, self._slab):
+            s1 = min(n, s0 + self._slab)
+            # one slice beyond the slab for the sub-slices between it and the next
+            slab = self.materials(box.narrow(axis + 1, s0, min(n, s1 + 1) - s0))[group.channels]
+            slab = slab.permute(axis + 1, 0, other[0] + 1, other[1] + 1)
+            stack[s0 * o : (s1 - 1) * o + 1 : o] = slab[: s1 - s0]
+            inner = min(s1, n - 1) - s0  # slices of the slab followed by another slice
+            for f in range(1, o):
+                stack[s0 * o + f : (s0 + inner - 1) * o + f + 1 : o] = torch.lerp(
+                    slab[:inner], slab[1 : inner + 1], f / o
+                )
+        self._stacks[key] = stack
+        return stack
+
+    def integrals(
+        self, projections: np.ndarray, rows: int, cols: int, *, max_samples: int = 1 << 22
+    ) -> torch.Tensor:
+        """(V, C, rows, cols) integrals of every channel along the rays of (V, 3, 4)
+        `projections`, in channel units x mm (zero for channels without material)."""
+        dev = self.device
+        inv = self._inv.to(dev)
+        ps = torch.as_tensor(
+            np.asarray(projections, float).reshape(-1, 3, 4), dtype=torch.float64, device=dev
+        )
+        out = torch.zeros(len(ps), self.n_channels, rows * cols, dtype=torch.float32, device=dev)
+        rays = []
+        for p in ps:
+            source, dirs = pixel_rays(p, rows, cols)
+            d_vox = dirs @ inv[:3, :3].T
+            rays.append((inv[:3, :3] @ source + inv[:3, 3], d_vox, dirs.norm(dim=-1)))
+        axes = [d_vox.abs().argmax(-1) for _, d_vox, _ in rays]
+        used = sorted({int(a) for per_view in axes for a in per_view.unique()})
+        for g, group in enumerate(self.groups):
+            start = torch.as_tensor(group.start, dtype=torch.float64, device=dev)
+            channels = torch.as_tensor(group.channels, device=dev)[:, None]
+            for axis in used:
+                stack = self._stack(g, axis)
+                for v, (s_vox, d_vox, length) in enumerate(rays):
+                    idx = (axes[v] == axis).nonzero().squeeze(1)
+                    if len(idx) == 0:
+                        continue
+                    d = d_vox[idx]
+                    # mm of ray per unit step of the stepping axis, divided by the sub-slices
+                    step_mm = length[idx] / d[:, axis].abs() / self.oversample
+                    sums = _integrate(stack, self.oversample, axis, s_vox - start, d, max_samples)
+                    out[v, channels, idx[None]] = sums * step_mm.float()
+        return out.view(len(ps), self.n_channels, rows, cols)
 
 
 def _integrate(
     stack: torch.Tensor,
-    pos: torch.Tensor,
+    oversample: int,
     axis: int,
     s_vox: torch.Tensor,
     d_vox: torch.Tensor,
@@ -69,6 +202,17 @@ def _integrate(
 ) -> torch.Tensor:
     """(C, N) sums over the slices of `stack` (along `axis`) of the bilinear samples on the rays
     `d_vox` (N, 3) from `s_vox`; times each ray's mm per slice, they are its line integrals."""
+    total = torch.zeros(stack.shape[1], len(d_vox), dtype=stack.dtype, device=stack.device)
+    s_a = float(s_vox[axis])
+    # a source outside the slab of slices (a C-arm's always is) has every slice in front of
+    # the rays that point into the slab and behind those that point away: cast the former only
+    outside = s_a < 0 or s_a > (len(stack) - 1) / oversample
+    rays = torch.arange(len(d_vox), device=stack.device)
+    if outside:
+        rays = (torch.sign(d_vox[:, axis]) == (1.0 if s_a < 0 else -1.0)).nonzero().squeeze(1)
+        if len(rays) == 0:
+            return total
+    d_vox = d_vox[rays]
     shape = stack.shape[2:]
     other = [a for a in (0, 1, 2) if a != axis]
     da = d_vox[:, axis]
@@ -82,14 +226,18 @@ def _integrate(
     base = (s_vox[[other[1], other[0]]] * norm - 1.0).to(stack.dtype)
     slope = (d_vox[:, [other[1], other[0]]] / da[:, None] * norm).to(stack.dtype)
     sign = torch.sign(da).to(stack.dtype)
-    offsets = (pos - s_vox[axis]).to(stack.dtype)
-    total = torch.zeros(stack.shape[1], len(d_vox), dtype=stack.dtype, device=stack.device)
+    pos = torch.arange(len(stack), dtype=torch.float64, device=stack.device) / oversample
+    offsets = (pos - s_a).to(stack.dtype)
+    sums = torch.zeros(stack.shape[1], len(d_vox), dtype=stack.dtype, device=stack.device)
     chunk = max(1, max_samples // len(d_vox))
+    grid = torch.empty(min(chunk, len(pos)), len(d_vox), 2, dtype=stack.dtype, device=stack.device)
     for start in range(0, len(pos), chunk):
         off = offsets[start : start + chunk]
-        xy = base + off[:, None, None] * slope[None]
-        behind = (off[:, None] * sign[None]) <= 0  # slice behind the source for this ray
-        xy.masked_fill_(behind[..., None], 3.0)
+        # into one buffer: a fresh grid per chunk costs more in page faults than in arithmetic
+        xy = torch.mul(off[:, None, None], slope[None], out=grid[: len(off)]).add_(base)
+        if not outside:
+            behind = (off[:, None] * sign[None]) <= 0  # slice behind the source for this ray
+            xy.masked_fill_(behind[..., None], 3.0)
         vals = F.grid_sample(
             stack[start : start + chunk],
             xy[:, None],
@@ -97,7 +245,8 @@ def _integrate(
             padding_mode="zeros",
             align_corners=True,
         )
-        total += vals.sum(0).flatten(1)
+        sums += vals.sum(0).flatten(1)
+    total[:, rays] = sums
     return total
 
 
@@ -112,25 +261,7 @@ def line_integrals(
     max_samples: int = 1 << 22,
 ) -> torch.Tensor:
     """Integrate (C, I, J, K) `channels` (per mm) along every ray: returns (V, C, rows, cols),
-    in channel units x mm. `affine` maps voxel indices to world mm; `projections` is (V, 3, 4)."""
-    dev = channels.device
-    inv = torch.as_tensor(np.linalg.inv(affine), dtype=torch.float64, device=dev)
-    ps = torch.as_tensor(
-        np.asarray(projections, float).reshape(-1, 3, 4), dtype=torch.float64, device=dev
-    )
-    out = torch.zeros(len(ps), channels.shape[0], rows * cols, dtype=channels.dtype, device=dev)
-    # one re-strided copy of the volume at a time: each axis's stack serves all views
-    axes = [_voxel_rays(p, inv, rows, cols)[1].abs().argmax(-1).to(torch.uint8) for p in ps]
-    for axis in sorted({int(a) for per_view in axes for a in per_view.unique()}):
-        stack, pos = _slices(channels, axis, oversample)
-        for v, p in enumerate(ps):
-            idx = (axes[v] == axis).nonzero().squeeze(1)
-            if len(idx) == 0:
-                continue
-            s_vox, d_vox, length = _voxel_rays(p, inv, rows, cols)
-            d_vox, length = d_vox[idx], length[idx]
-            # mm of ray per unit step of the stepping axis, divided by the sub-slice density
-            step_mm = length / d_vox[:, axis].abs() / oversample
-            sums = _integrate(stack, pos, axis, s_vox, d_vox, max_samples)
-            out[v][:, idx] = sums * step_mm.to(out.dtype)
-    return out.view(len(ps), channels.shape[0], rows, cols)
+    in channel units x mm. `affine` maps voxel indices to world mm; `projections` is (V, 3, 4).
+    A one-off `RayVolume`: prepare one to render a volume more than once."""
+    vol = RayVolume(channels, affine, oversample=oversample)
+    return vol.integrals(projections, rows, cols, max_samples=max_samples)
