@@ -40,7 +40,7 @@ if [ "$device" = cuda ]; then
 else
     paper=(--config config/config.yaml --steps 1)
     large=(--large 32 32 32)
-    drr=(--rows 32 --views 2)
+    drr=(--ct ../shared/data/pelvis-ct/example_ct.nii.gz --rows 32 --views 2)
 fi
 mkdir -p "$out"
 table="$out/table.md"

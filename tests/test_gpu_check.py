@@ -26,7 +26,7 @@ def test_gpu_check_runs_every_check_in_cpu_mode_and_writes_one_table(tmp_path):
     ]
     assert "no CUDA device, device cpu" in table
     assert "skipped" in table and "needs CUDA" in table  # the GPU tests, skipped here
-    assert "32x32" in table and "ours img/s" in table  # the DRR benchmark's table
+    assert "32x32   ours" in table and "proxy-real" in table  # the DRR benchmark's tables
     assert "synth3d generate" in table and "total" in table  # paper_cost's table
     assert table.count("32x32x32") == 2  # the large grid, reduced: configured and paper networks
 

@@ -93,28 +93,34 @@ def kwire_path(
     radius: float,
     *,
     supersample: int = 4,
+    block: int = 32,
 ) -> torch.Tensor:
     """(rows, cols) chord length (mm) through a cylindrical wire, averaged over each pixel's
-    area (`supersample`^2 rays per pixel: thin wires do not alias away)."""
+    area (`supersample`^2 rays per pixel: thin wires do not alias away); `block` image rows at
+    a time (bounded memory)."""
     k = supersample
     sub = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2], [0, 0, 1.0]])
-    pt = torch.as_tensor(sub @ p, dtype=torch.float64)
-    source, dirs = pixel_rays(pt, rows * k, cols * k)
-    d = dirs / dirs.norm(dim=-1, keepdim=True)
     a = torch.as_tensor(start, dtype=torch.float64)
     axis = torch.as_tensor(end, dtype=torch.float64) - a
     length = axis.norm()
     e = axis / length
-    w0 = source - a
-    b = d @ e
-    denom = (1 - b**2).clamp(min=1e-12)  # sin^2 of the ray-wire angle
-    dd, de = d @ w0, w0 @ e
-    s = (b * de - dd) / denom  # along the ray
-    t = (de - b * dd) / denom  # along the wire axis
-    gap = (w0 + s[:, None] * d - t[:, None] * e).norm(dim=-1)
-    chord = 2 * torch.sqrt((radius**2 - gap**2).clamp(min=0.0)) / denom.sqrt()
-    chord = torch.where((t >= 0) & (t <= length), chord, torch.zeros_like(chord))
-    return chord.view(rows, k, cols, k).mean(dim=(1, 3)).float()
+    out = torch.empty(rows, cols)
+    for r0 in range(0, rows, block):
+        n = min(block, rows - r0)
+        shift = np.array([[1.0, 0, 0], [0, 1, -r0 * k], [0, 0, 1]])  # sub-pixel row r0 k -> 0
+        source, dirs = pixel_rays(torch.as_tensor(shift @ sub @ p), n * k, cols * k)
+        d = dirs / dirs.norm(dim=-1, keepdim=True)
+        w0 = source - a
+        b = d @ e
+        denom = (1 - b**2).clamp(min=1e-12)  # sin^2 of the ray-wire angle
+        dd, de = d @ w0, w0 @ e
+        s = (b * de - dd) / denom  # along the ray
+        t = (de - b * dd) / denom  # along the wire axis
+        gap = (w0 + s[:, None] * d - t[:, None] * e).norm(dim=-1)
+        chord = 2 * torch.sqrt((radius**2 - gap**2).clamp(min=0.0)) / denom.sqrt()
+        chord = torch.where((t >= 0) & (t <= length), chord, torch.zeros_like(chord))
+        out[r0 : r0 + n] = chord.view(n, k, cols, k).mean(dim=(1, 3))
+    return out
 
 
 def _blur(img: torch.Tensor, sigma_px: float) -> torch.Tensor:
@@ -144,9 +150,9 @@ class ProxyRealAcquisition:
 
     def prepare(self, ct: Volume) -> RayVolume:
         """`ct`'s material channels, ready for any number of `acquire` calls."""
-        hu = torch.as_tensor(ct.data, device=pick_device(self.params.device))[None]
-        return RayVolume(
-            hu, ct.affine, lambda x: material_channels(x[0]), oversample=self.params.oversample
+        dev = pick_device(self.params.device)
+        return RayVolume.from_hu(
+            ct.data, ct.affine, material_channels, dev, oversample=self.params.oversample
         )
 
     def acquire(

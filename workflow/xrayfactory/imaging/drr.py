@@ -79,9 +79,9 @@ class TorchRenderer:
 
     def prepare(self, ct: Volume) -> RayVolume:
         """`ct`'s material channels, ready for any number of `render` calls."""
-        hu = torch.as_tensor(ct.data, device=pick_device(self.device))[None]
-        return RayVolume(
-            hu, ct.affine, lambda x: material_channels(x[0]), oversample=self.oversample
+        dev = pick_device(self.device)
+        return RayVolume.from_hu(
+            ct.data, ct.affine, material_channels, dev, oversample=self.oversample
         )
 
     def render(
