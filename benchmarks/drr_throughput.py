@@ -134,7 +134,7 @@ def measure(
         peak_rss_mb=_peak_rss_mb(),
         baseline_rss_mb=baseline,
         notes="",
-        version="",
+        version=f"xrayfactory (torch {torch.__version__})" if model == "ours" else "",
     )
 
 
@@ -202,12 +202,13 @@ def main() -> None:
         f"{a.views} views per CT and size, {a.batch} per batched call, device {a.device}, ", end=""
     )
     print(f"{a.threads} CPU threads")
-    print("views/s, one view per call and all views in one call; ours/it: how many times faster")
-    print("ours is; r: lowest correlation of a view with ours")
+    print("views/s one view per call and batched; ours/it: how many times faster ours is (per")
+    print("call, batched); r: the lowest correlation of a view with ours")
     print(
         f"{'CT':<13} {'detector':>9} {'renderer':<9} {'prepare s':>9} {'per call':>9} "
         f"{'batched':>9} {'ours/it':>8} {'batched':>8} {'r':>6}"
     )
+    versions: set[str] = set()
     with tempfile.TemporaryDirectory() as tmp:
         for ct in cts:
             shape = "x".join(str(n) for n in nib.load(ct).shape[:3])
@@ -221,6 +222,7 @@ def main() -> None:
                     if res is None:
                         continue
                     r = lowest_r(ours["images"], res["images"])
+                    versions.add(str(res["version"]))
                     print(
                         f"{shape:<13} {rows:>4}x{rows:<4} {OTHERS.get(name, name):<9} "
                         f"{res['prepare_s']:9.2f} {rate(res['per_call_s'])} "
@@ -233,6 +235,7 @@ def main() -> None:
         drr = run("ours", ct, path, a)
         proxy = run("proxy", ct, path, a)
     assert drr is not None and proxy is not None
+    print("renderers:", ", ".join(sorted(v for v in versions if v)))
     print(f"\nproxy-real acquisition vs DRR, {ct.name}, {rows}x{rows}, one view per call:")
     print(f"{'model':<11} {'s/view':>8} {'x DRR':>6} {'peak RSS MB':>12} {'after imports':>14}")
     for name, res in (("DRR", drr), ("proxy-real", proxy)):

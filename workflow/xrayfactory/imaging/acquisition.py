@@ -96,19 +96,21 @@ def kwire_path(
     block: int = 32,
 ) -> torch.Tensor:
     """(rows, cols) chord length (mm) through a cylindrical wire, averaged over each pixel's
-    area (`supersample`^2 rays per pixel: thin wires do not alias away); `block` image rows at
-    a time (bounded memory)."""
+    area (`supersample`^2 rays per pixel: thin wires do not alias away). Only the pixels of the
+    wire's projected bounding box are cast, `block` rows at a time (bounded memory)."""
     k = supersample
     sub = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2], [0, 0, 1.0]])
     a = torch.as_tensor(start, dtype=torch.float64)
     axis = torch.as_tensor(end, dtype=torch.float64) - a
     length = axis.norm()
     e = axis / length
-    out = torch.empty(rows, cols)
-    for r0 in range(0, rows, block):
-        n = min(block, rows - r0)
-        shift = np.array([[1.0, 0, 0], [0, 1, -r0 * k], [0, 0, 1]])  # sub-pixel row r0 k -> 0
-        source, dirs = pixel_rays(torch.as_tensor(shift @ sub @ p), n * k, cols * k)
+    out = torch.zeros(rows, cols)
+    (r0, r1), (c0, c1) = _footprint(p, rows, cols, start, end, radius)
+    for top in range(r0, r1, block):
+        n = min(block, r1 - top)
+        # sub-pixel (c0 k, top k) becomes (0, 0)
+        shift = np.array([[1.0, 0, -c0 * k], [0, 1, -top * k], [0, 0, 1]])
+        source, dirs = pixel_rays(torch.as_tensor(shift @ sub @ p), n * k, (c1 - c0) * k)
         d = dirs / dirs.norm(dim=-1, keepdim=True)
         w0 = source - a
         b = d @ e
@@ -119,8 +121,26 @@ def kwire_path(
         gap = (w0 + s[:, None] * d - t[:, None] * e).norm(dim=-1)
         chord = 2 * torch.sqrt((radius**2 - gap**2).clamp(min=0.0)) / denom.sqrt()
         chord = torch.where((t >= 0) & (t <= length), chord, torch.zeros_like(chord))
-        out[r0 : r0 + n] = chord.view(n, k, cols, k).mean(dim=(1, 3))
+        out[top : top + n, c0:c1] = chord.view(n, k, c1 - c0, k).mean(dim=(1, 3))
     return out
+
+
+def _footprint(
+    p: np.ndarray, rows: int, cols: int, start: np.ndarray, end: np.ndarray, radius: float
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Row and column ranges of the pixels that can see a wire: the projection of the corners
+    of its bounding box, a pixel wider (the whole image if a corner is behind the source)."""
+    lo, hi = np.minimum(start, end) - radius, np.maximum(start, end) + radius
+    corners = np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    )
+    h = np.c_[corners, np.ones(8)] @ p.T
+    if np.any(h[:, 2] <= 0):
+        return (0, rows), (0, cols)
+    uv = h[:, :2] / h[:, 2:]
+    c0, r0 = np.clip(np.floor(uv.min(0)).astype(int) - 1, 0, [cols, rows])
+    c1, r1 = np.clip(np.ceil(uv.max(0)).astype(int) + 2, 0, [cols, rows])
+    return (int(r0), int(max(r0, r1))), (int(c0), int(max(c0, c1)))
 
 
 def _blur(img: torch.Tensor, sigma_px: float) -> torch.Tensor:
