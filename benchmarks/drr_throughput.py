@@ -12,9 +12,9 @@ views per call (`batched`), in views per second. Ours renders its polychromatic 
 DRR (three channels cast per sample); the others render one channel, the attenuation at 60 keV
 of the same materials (`drr_worker.py --hu-map matched`), so that `r`, the lowest Pearson
 correlation over the views of a renderer's images with ours, shows that the renderers agree on
-the rays and differ only in the spectrum. Then, on the last
-CT, the proxy-real acquisition model against a DRR of the same views, one view per call: its
-cost and the peak memory (RSS) of a process that does nothing else.
+the rays (they differ in spectrum and interpolation). Then, on the last CT, the proxy-real
+acquisition model against a DRR of the same views, one view per call: its cost and the peak
+memory (RSS) of a process that does nothing else.
 
 The other renderers install into their own environments (each is skipped with a message when
 its environment is absent):
