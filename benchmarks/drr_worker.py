@@ -149,10 +149,14 @@ def matched_mu(hu: torch.Tensor) -> torch.Tensor:
     return rho * mu_rho / 10.0
 
 
-MATCHED_NOTE = (
-    "attenuation = --hu-map matched (DeepDRR density x 60 keV mass attenuation of air/soft "
-    "tissue/bone, thresholds -800/350 HU)"
-)
+def attenuation_note(hu_map: str, default: str) -> str:
+    """The notes' words on the HU -> attenuation map: ours (--hu-map matched) or the renderer's."""
+    if hu_map == "matched":
+        return (
+            "attenuation = --hu-map matched (DeepDRR density x 60 keV mass attenuation of "
+            "air/soft tissue/bone, thresholds -800/350 HU)"
+        )
+    return default
 
 
 # ----------------------------------------------------------------------------- renderers
@@ -188,11 +192,10 @@ class DiffDRRWorker:
             "center_volume=False); rays as world source/target points to DRR.render (Detector "
             "bypassed); batches any number of views (memory ~ views x pixels x planes); "
         )
-        self.notes += (
-            MATCHED_NOTE
-            if hu_map == "matched"
-            else "density = diffdrr's default transform_hu_to_density (bone_attenuation_"
-            "multiplier=1, HU rescaled to [0, 1], air set to the lowest soft tissue value)"
+        self.notes += attenuation_note(
+            hu_map,
+            "density = diffdrr's default transform_hu_to_density (bone_attenuation_"
+            "multiplier=1, HU rescaled to [0, 1], air set to the lowest soft tissue value)",
         )
 
     def render(self, idx: list[int]) -> torch.Tensor:
@@ -240,11 +243,9 @@ class NanoDRRWorker:
             "+0.5 px for its pixel-corner convention), rt_inv = [[R^T, s], [0, 1]], sdd = a "
             "distance beyond the CT; batches any number of views; "
         )
-        self.notes += (
-            MATCHED_NOTE
-            if hu_map == "matched"
-            else "mu = nanodrr's default hu_to_mu (mu_water 0.0192, mu_bone 0.0573 /mm, "
-            "hu_bone 1000)"
+        self.notes += attenuation_note(
+            hu_map,
+            "mu = nanodrr's default hu_to_mu (mu_water 0.0192, mu_bone 0.0573 /mm, hu_bone 1000)",
         )
 
     def render(self, idx: list[int]) -> torch.Tensor:
@@ -315,11 +316,10 @@ class FlashDRRWorker:
             "offset; batches views sharing one intrinsic K (the volume is repeat_interleave'd "
             "per view); "
         )
-        self.notes += (
-            MATCHED_NOTE
-            if hu_map == "matched"
-            else "mu = clamp(0.05 (1 + HU / 800), 0) (its README's linear HU -> mu example; "
-            "the renderer has no default)"
+        self.notes += attenuation_note(
+            hu_map,
+            "mu = clamp(0.05 (1 + HU / 800), 0) (its README's linear HU -> mu example; "
+            "the renderer has no default)",
         )
 
     def set_rays(self, v: int) -> None:
