@@ -96,30 +96,51 @@ def test_random_domain_randomisation_is_seeded_and_reveals_edge_landmarks():
     assert np.isfinite(a[1].numpy()).all()
 
 
-def test_shutters_cover_the_field_outside_an_opening_that_keeps_the_centre():
+def test_shutters_cover_the_field_outside_an_opening_over_the_centre():
     from xrayfactory.detection.augment import RandomShutter
 
     torch.manual_seed(0)
     img = torch.rand(64, 1, SIZE, SIZE) * 0.5 + 0.25
     out = RandomShutter(p=1.0, edge_sigma=0.05)(img)  # sharp edges: one grey per shutter
     centre = slice(SIZE // 2 - 2, SIZE // 2 + 2)
-    assert torch.allclose(out[..., centre, centre], img[..., centre, centre], atol=1e-6)
+    # the open centre is windowed: its 1st..99th percentile (about 0.255..0.745) -> [0, 1]
+    x, y = img[..., centre, centre].flatten(1), out[..., centre, centre].flatten(1)
+    slope = ((x - x.mean(1, keepdim=True)) * (y - y.mean(1, keepdim=True))).sum(1) / (
+        (x - x.mean(1, keepdim=True)) ** 2
+    ).sum(1)
+    assert ((slope > 1.9) & (slope < 2.2)).all()
+    assert torch.allclose(y, (x - 0.25) * slope[:, None] - 0.01, atol=0.03)
     corner = out[:, 0, 0, 0]  # a corner lies under the shutter
     assert not torch.isclose(corner, img[:, 0, 0, 0]).any()
-    lead = torch.isclose(corner, img.amax(dim=(1, 2, 3)))  # as bright as the brightest pixel
+    lead = torch.isclose(corner, torch.tensor(1.0))  # lead: white, as bone is bright
     assert 0.5 < lead.float().mean() < 0.9
     assert ((out >= 0) & (out <= 1)).all()
     assert torch.equal(RandomShutter(p=0.0)(img), img)
+
+
+def test_shutters_window_the_exposed_field_only():
+    from xrayfactory.detection.augment import RandomShutter
+
+    torch.manual_seed(2)
+    img = torch.full((16, 1, SIZE, SIZE), 0.4)
+    img[..., SIZE // 2 :, :] = 0.6
+    ring = torch.tensor([0, SIZE - 1])
+    img[..., ring, :], img[..., :, ring] = 1.0, 1.0  # a bright rim, under every shutter
+    out = RandomShutter(p=1.0, inset=0.3, radii=(0.2, 0.2), edge_sigma=0.05)(img)
+    # the border is left out of the window: the field's two greys become black and white
+    open_rows = out[:, 0, SIZE // 2 - 4 : SIZE // 2 + 4, SIZE // 2]
+    assert torch.allclose(open_rows[:, :4], torch.zeros(16, 4), atol=1e-6)
+    assert torch.allclose(open_rows[:, 4:], torch.ones(16, 4), atol=1e-6)
 
 
 def test_shutter_edges_are_soft_or_sharp_as_drawn():
     from xrayfactory.detection.augment import RandomShutter
 
     torch.manual_seed(1)
-    img = torch.zeros(32, 1, SIZE, SIZE)
+    img = torch.zeros(32, 1, SIZE, SIZE)  # a flat field: windowed to black
     row = RandomShutter(p=1.0, p_lead=0.0, inset=0.0, radii=(0.3, 0.3))(img + 0.5)[:, 0, SIZE // 2]
     # from the open centre to the shutter: values between the two show a blurred edge
-    between = ((row - 0.5).abs() > 1e-3) & ((row - row[:, :1]).abs() > 1e-3)
+    between = (row.abs() > 1e-3) & ((row - row[:, :1]).abs() > 1e-3)
     assert between.sum(dim=1).max() >= 4 and between.sum(dim=1).min() <= 2
 
 

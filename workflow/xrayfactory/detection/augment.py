@@ -4,11 +4,12 @@ Spatial transforms (small affine, elastic) warp the image and move the landmark 
 exactly; the heatmap targets and visibility are made afterwards from the moved coordinates, so a
 landmark that the transform brings into view is taught as present and one it pushes out as
 absent. Intensity transforms touch the image only: collimator shutters (the field outside a
-random rectangle or ellipse, soft-edged, mostly as bright as lead makes it; landmarks under it
-stay visible as on a collimated X-ray), then kornia's inversion, contrast curves, multiply,
-blur, sharpen, dropout, impulse and Gaussian noise, then unsharp masking (the edge enhancement
-of fluoroscopy processing). Random parameters come from torch's global generator: seed it
-(torch.manual_seed) before each call for reproducible batches.
+random rectangle or ellipse, soft-edged, mostly as bright as lead makes it, the exposed field
+windowed to the full grey range; landmarks under it stay visible as on a collimated X-ray),
+then kornia's inversion, contrast curves, multiply, blur, sharpen, dropout, impulse and
+Gaussian noise, then unsharp masking (the edge enhancement of fluoroscopy processing). Random
+parameters come from torch's global generator: seed it (torch.manual_seed) before each call for
+reproducible batches.
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ def warp(
 class RandomShutter(nn.Module):
     """Collimator shutters on (B, 1, H, W) images in [0, 1], each sample with probability `p`:
     a rectangle (each edge in by up to `inset` of the size) or an ellipse (radii `radii` of
-    the size), outside of which lies the shutter. Lead attenuates more than anything in the
-    body, so with probability `p_lead` the shutter takes the image's brightest value (bone
-    bright), else one random grey; its edge is blurred by up to `edge_sigma` pixels (the focal
-    spot's penumbra and the detector's blur)."""
+    the size), outside of which lies the shutter. The exposed field is windowed as an X-ray
+    system windows it, leaving out the shutters: its 1st..99th percentile -> [0, 1]. Lead
+    attenuates more than anything in the body, so with probability `p_lead` the shutter is
+    white (bone bright), else one random grey; its edge is blurred by up to `edge_sigma` pixels
+    (the focal spot's penumbra and the detector's blur)."""
 
     def __init__(
         self,
@@ -115,9 +117,12 @@ class RandomShutter(nn.Module):
         )
         shut = (torch.rand(b) < self.p).to(images.device)[:, None, None, None]
         lead = (u[:, 10] < self.p_lead)[:, None, None, None]
-        brightest = images.amax(dim=(1, 2, 3), keepdim=True)
-        grey = torch.where(lead, brightest, torch.rand(b).to(images)[:, None, None, None])
-        return torch.where(shut, opening * images + (1 - opening) * grey, images)
+        exposed = torch.where(open_field.flatten(1), images.flatten(1), torch.nan)
+        lo, hi = torch.nanquantile(exposed, torch.tensor([0.01, 0.99]).to(images), dim=1)
+        lo, hi = lo[:, None, None, None], hi[:, None, None, None]
+        windowed = ((images - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
+        grey = torch.where(lead, torch.ones_like(lo), torch.rand(b).to(images)[:, None, None, None])
+        return torch.where(shut, opening * windowed + (1 - opening) * grey, images)
 
 
 class RandomUnsharpMask(nn.Module):
