@@ -56,6 +56,7 @@ def test_dag_of_the_default_configuration(tmp_path):
         "folds": 1,
         "render_imageset": 2 * n,
         "imageset_qc": 4,
+        "augmentation_qc": 1,
         "train_synth3d_autoencoder": n,
         "train_synth3d_diffusion": n,
         "sample_synth3d": n,
@@ -307,7 +308,9 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "report_synth2d": 1,
     }
     study_dir(scope, changed)
-    assert planned_jobs(scope) == {**arm_jobs, "report": 1, "report_realism": 1, "all": 1}
+    # (and the figure of what the detectors train on, of every arm)
+    study_jobs = {"augmentation_qc": 1, "report": 1, "report_realism": 1, "all": 1}
+    assert planned_jobs(scope) == {**arm_jobs, **study_jobs}
     assert planned_jobs(scope, "synth2d") == {**arm_jobs, "synth2d": 1}  # the arm's target
     # a drr renderer change re-renders the DRR arms (drr; synth3d shares its renderer by
     # design) and reruns what depends on them: no real or synth2d job, no synth3d generator job
@@ -324,9 +327,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "render_drr_recon": 4,
         **{rule: 4 * arm_jobs[rule] for rule in ("imageset_qc", "train_detector")},
         **{rule: 4 * arm_jobs[rule] for rule in ("evaluate_detector", "realism")},
-        "report": 1,
-        "report_realism": 1,
-        "all": 1,
+        **study_jobs,
     }
     # a synth3d sampler change regenerates its CTs and what depends on them, nothing else
     changed = {**TINY, "synth3d": {**TINY["synth3d"], "sampler": {"kind": "ddpm"}}}
@@ -339,9 +340,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "train_detector": 2,
         "evaluate_detector": 2,
         "realism": 2,
-        "report": 1,
-        "report_realism": 1,
-        "all": 1,
+        **study_jobs,
     }
 
     # a scaling sweep: each size plans only its detectors, their evaluations and the report;

@@ -189,6 +189,12 @@ def imageset_shards(wildcards):
     ]
 
 
+def augmentation_qc_shards(wildcards):
+    """The image sets the fold's detectors of the study's arms train on."""
+    n = config["detector"]["train_images"]
+    return [path for arm in ARMS for path in arm_shards(arm, wildcards, n)]
+
+
 def arm_shards(arm, wildcards, n=None):
     """An arm's shards: per subject for real, drr, drr_grid and real_resized, per fold (or all
     folds) for the generated arms and drr_recon. With a fold wildcard: exactly what that fold
@@ -432,6 +438,7 @@ def all_outputs():
         if arm in ("real", "drr") or arm in ARMS:
             out += arm_outputs(arm)
     out += [
+        expand("results/qc/augmentation_fold{fold}.png", fold=FOLD_IDS[:1]),
         "results/report/metrics.csv",
         "results/report/examples.png",
         "results/report/scaling.png",

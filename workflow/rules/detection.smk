@@ -31,6 +31,34 @@ rule train_detector:
         " --settings {params.settings:q} {input.shards} 2> {log}"
 
 
+rule augmentation_qc:
+    input:
+        augmentation_qc_shards,
+    output:
+        report(
+            "results/qc/augmentation_fold{fold}.png",
+            caption="../report/augmentation_qc.rst",
+            category="Image sets",
+            labels={"arm": "every arm, augmented", "fold": "{fold}"},
+        ),
+    log:
+        "logs/qc/augmentation_fold{fold}.log",
+    conda:
+        ENV
+    container:
+        CPU_IMAGE
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        image_size=config["detector"]["image_size"],
+        seed=config["seed"],
+    shell:
+        "python -m xrayfactory augmentation-qc --fold {wildcards.fold} --seed {params.seed}"
+        " --image-size {params.image_size} --out {output} {input} 2> {log}"
+
+
 rule evaluate_detector:
     input:
         model=rules.train_detector.output,

@@ -29,6 +29,12 @@ def train_detector(a: argparse.Namespace) -> None:
     )
 
 
+def augmentation_qc(a: argparse.Namespace) -> None:
+    from xrayfactory.detection.jobs import augmentation_qc as job
+
+    job(a.shards, a.fold, a.image_size, a.seed, a.out)
+
+
 def evaluate_detector(a: argparse.Namespace) -> None:
     from xrayfactory.detection.jobs import evaluate_detector as job
 
@@ -61,6 +67,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_settings(p)
     p.add_argument("shards", nargs="+", help="the arm's image sets of the fold's training data")
     p.set_defaults(handler=train_detector)
+
+    p = sub.add_parser("augmentation-qc", help="what the detectors train on, augmented")
+    _run_args(p)
+    p.add_argument("--image-size", type=int, required=True)
+    p.add_argument("shards", nargs="+", help="the arms' image sets of the fold's training data")
+    p.set_defaults(handler=augmentation_qc)
 
     p = sub.add_parser("evaluate-detector", help="a detector's predictions on its fold's test set")
     p.add_argument("--arm", required=True)

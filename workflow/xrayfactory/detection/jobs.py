@@ -18,10 +18,19 @@ from xrayfactory.core.images import Batch, preprocess
 from xrayfactory.datasets.radiographs import read_radiograph
 from xrayfactory.detection.detector import Detector, DetectorSettings, train
 from xrayfactory.detection.predictions import prediction_table
-from xrayfactory.imaging.imageset import concatenate, read_imageset
+from xrayfactory.imaging.imageset import ImageSet, concatenate, read_imageset
 from xrayfactory.imaging.splits import arm_training_set, load_arm, load_test_set, training_set
 
 log = logging.getLogger("xrayfactory")
+
+
+def shards_by_arm(shards: list[str]) -> dict[str, list[ImageSet]]:
+    """The image sets in `shards`, grouped by the arm that made them (in order)."""
+    by_arm = defaultdict(list)
+    for path in shards:
+        shard = read_imageset(path)
+        by_arm[shard.attrs.get("arm")].append(shard)
+    return by_arm
 
 
 def train_detector(
@@ -38,10 +47,7 @@ def train_detector(
     """One detector (arm, fold, seed) on `counts[source]` of the fold's images of each source
     arm (an arm: itself; a sweep point or a recipe: its sources), each source's first images of
     its selection order; `n_default`: detector.train_images, where every order starts."""
-    by_source = defaultdict(list)
-    for path in shards:
-        shard = read_imageset(path)
-        by_source[shard.attrs.get("arm")].append(shard)
+    by_source = shards_by_arm(shards)
     parts, ids, names = [], [], None
     for source, n in counts.items():
         if source not in by_source:
@@ -76,6 +82,27 @@ def train_detector(
         ", ".join(f"{n} {source}" for source, n in counts.items()),
     )
     train(data, names, settings, Path(out), meta=meta, device=device)
+
+
+def augmentation_qc(
+    shards: list[str], fold: int, image_size: int, seed: int, out: PathLike
+) -> None:
+    """One figure of what the detectors of `fold` train on: every arm of `shards` (the arms'
+    image sets of the fold's training data), as seen and under the same augmentation draw."""
+    from xrayfactory.detection.qc import augmentation_figure
+
+    sets = {
+        arm: concatenate(parts, f"image sets of arm {arm}")
+        for arm, parts in shards_by_arm(shards).items()
+    }
+    real = sets.get("real")
+    proxy = " (real: PROXY-real images)" if real is not None and real.attrs.get("proxy") else ""
+    title = (
+        f"What the detectors of fold {fold} train on{proxy}: images at {image_size} px as the"
+        " detector sees them (left), and one draw of the domain randomisation, the same for"
+        " every arm (right); dots: the landmarks the targets are made from"
+    )
+    augmentation_figure(sets, image_size, seed, title, out)
 
 
 def evaluate_detector(

@@ -22,7 +22,8 @@ _QC_CARM = CArm(
 )
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Write `fig` as a PNG, atomically, and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -50,7 +51,7 @@ def subject_figure(
         ax.set_title(label)
         ax.axis("off")
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def imageset_grid(s: ImageSet, title: str, path: str | os.PathLike, *, n: int = 12) -> None:
@@ -67,4 +68,4 @@ def imageset_grid(s: ImageSet, title: str, path: str | os.PathLike, *, n: int = 
         ax.scatter(s.landmarks[i, vis, 0], s.landmarks[i, vis, 1], s=10, c="tab:red")
         ax.set_title(f"{s.subject[i]} #{i}", fontsize=8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
