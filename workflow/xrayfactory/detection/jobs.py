@@ -98,9 +98,10 @@ def augmentation_qc(
     real = sets.get("real")
     proxy = " (real: PROXY-real images)" if real is not None and real.attrs.get("proxy") else ""
     title = (
-        f"What the detectors of fold {fold} train on{proxy}: images at {image_size} px as the"
-        " detector sees them (left), and one draw of the domain randomisation, the same for"
-        " every arm (right); dots: the landmarks the targets are made from"
+        f"What the detectors of fold {fold} train on{proxy}: images of each arm's training pool"
+        f" at {image_size} px as the detector sees them (left), and one draw of the domain"
+        " randomisation, the same for every arm (right); dots: the landmarks the targets are made"
+        " from"
     )
     augmentation_figure(sets, image_size, seed, title, out)
 
