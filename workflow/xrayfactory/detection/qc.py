@@ -14,9 +14,11 @@ from xrayfactory.detection.augment import DomainRandomisation
 from xrayfactory.imaging.imageset import ImageSet
 from xrayfactory.imaging.qc import plt, save_figure
 
+PANELS = 4  # images per arm in the figure
+
 
 def augmented_views(
-    s: ImageSet, image_size: int, seed: int, n: int = 4
+    s: ImageSet, image_size: int, seed: int, n: int = PANELS
 ) -> tuple[Batch, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """`n` images spread over `s`, preprocessed as for training, and their augmentation with
     torch seeded by `seed` (so every arm's k-th image gets the same random transform)."""
@@ -31,7 +33,7 @@ def augmentation_figure(
 ) -> None:
     """One row per arm: its images as the detector sees them (left) and augmented (right),
     each with the landmarks its training targets are made from."""
-    n = 4
+    n = PANELS
     fig, axes = plt.subplots(len(sets), 2 * n, figsize=(2 * 2 * n, 2.2 * len(sets)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
