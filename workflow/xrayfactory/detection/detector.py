@@ -5,7 +5,8 @@ landmark). The map's peak is the landmark; the probability it puts on the image 
 Identical for every arm: architecture, optimiser, schedule, augmentation and number of training
 images come from the config. Training is deterministic for a seed, checkpoints every epoch,
 saves and exits non-zero on SIGTERM, and resumes from its last checkpoint to the same result as
-an uninterrupted run (batch order and augmentation are keyed by (seed, epoch, step)).
+an uninterrupted run (batch order is keyed by (seed, epoch), augmentation by (seed, epoch,
+block of steps)).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ log = logging.getLogger("xrayfactory")
 # The image sits in the middle of a larger canvas filled with this value (outside the [0, 1]
 # of images): the network locates landmarks just outside the image on the canvas's rim.
 CANVAS_FILL = -1.0
+
+# Images augmented per call in training: one call per block of steps (the demo: per epoch)
+# costs a fraction of one call per step, whose time is mostly per-call overhead on a CPU.
+AUGMENT_BLOCK = 128
 
 
 def on_canvas(images: torch.Tensor, margin: int) -> torch.Tensor:
@@ -121,7 +126,8 @@ def train(
     device: str = "cpu",
 ) -> None:
     """Train and write the final checkpoint `out` (resumable, core.training). Each epoch draws
-    its batch order, each step its augmentation from (seed, epoch, step)."""
+    its batch order from (seed, epoch); each block of its steps, its augmentation from (seed,
+    epoch, the block's first step)."""
     torch.manual_seed(settings.seed)
     n = len(data.images)
     size, margin, sigma = settings.image_size, settings.margin_px, settings.sigma_px
@@ -141,16 +147,30 @@ def train(
     states = {"model": net, "optimizer": opt, "scheduler": sched}
     run = TrainingRun(out, key, "detector training", total, steps_per_epoch, states)
 
+    block_steps = max(1, AUGMENT_BLOCK // settings.batch_size)
+    block: dict = {}  # the augmented images of the current block of steps
+
+    def block_of(epoch: int, first: int) -> tuple[torch.Tensor, ...]:
+        """Steps first.. of the block (at most block_steps, within the epoch): their images,
+        augmented in one call seeded by (seed, epoch, first step), and moved landmarks."""
+        if block.get("at") != (epoch, first):
+            order = rng_for(settings.seed, "order", epoch).permutation(n)
+            last = min(first + block_steps, steps_per_epoch)
+            idx = order[first * settings.batch_size : last * settings.batch_size]
+            x, lm, vis, known = (
+                t[idx].to(dev) for t in (data.images, data.landmarks, data.visible, located_all)
+            )
+            if aug is not None:
+                torch.manual_seed(int(rng_for(settings.seed, "aug", epoch, first).integers(2**62)))
+                x, lm, _ = aug(x, lm, vis)
+            block.update(at=(epoch, first), tensors=(x, lm, known))
+        return block["tensors"]
+
     def step_fn(global_step: int) -> torch.Tensor:
         epoch, step = divmod(global_step, steps_per_epoch)
-        order = rng_for(settings.seed, "order", epoch).permutation(n)
-        idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-        x, lm, vis, known = (
-            t[idx].to(dev) for t in (data.images, data.landmarks, data.visible, located_all)
-        )
-        if aug is not None:
-            torch.manual_seed(int(rng_for(settings.seed, "aug", epoch, step).integers(2**62)))
-            x, lm, _ = aug(x, lm, vis)
+        first = step - step % block_steps
+        rows = slice((step - first) * settings.batch_size, (step - first + 1) * settings.batch_size)
+        x, lm, known = (t[rows] for t in block_of(epoch, first))
         # targets from the (moved) landmarks: what augmentation brings into view shows
         y = canvas_targets(lm, known, size, margin, sigma)
         loss = heatmap_loss(net(on_canvas(x, margin)), y, known)
