@@ -19,7 +19,10 @@ def rule_times(folder: Path) -> pd.DataFrame:
     """One row per rule (the first folder under `folder`) from its jobs' benchmark files."""
     rows = []
     for tsv in sorted(folder.rglob("*.tsv")):
-        run = pd.read_csv(tsv, sep="\t").iloc[-1]  # the last repeat
+        runs = pd.read_csv(tsv, sep="\t")
+        if not {"s", "cpu_time", "max_rss"} <= set(runs.columns) or runs.empty:
+            raise SystemExit(f"error: {tsv}: not a Snakemake benchmark file")
+        run = runs.iloc[-1]  # the last repeat
         rows.append(
             {"rule": tsv.relative_to(folder).parts[0], "s": run.s, "cpu_s": run.cpu_time,
              "max_rss_mb": run.max_rss}

@@ -99,6 +99,14 @@ def test_rule_times_sums_benchmark_files_per_rule(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert empty.returncode != 0 and "no benchmark files" in empty.stderr
+    # a cohort sheet among them: the folder given was results/, not results/benchmarks/
+    (tmp_path / "cohort.tsv").write_text("subject\tct\ndemo00\tct.nii.gz\n")
+    wrong = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "rule_times.py"), str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert f"error: {tmp_path / 'cohort.tsv'}: not a Snakemake benchmark file" in wrong.stderr
 
 
 def test_benchmarks_use_only_public_package_names():

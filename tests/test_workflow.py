@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,6 +75,24 @@ def test_dag_of_the_default_configuration(tmp_path):
         "report_realism": 1,
         "report": 1,
     }
+
+
+def test_jobs_that_make_training_images_run_before_ready_detectors(tmp_path):
+    """The demo's dry run: rendering, the generators and their samples have a priority above
+    every other job, so that the generator chains overlap the `real` and `drr` detectors."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    r = run(study_dir(tmp_path, config), "-n")
+    assert r.returncode == 0, r.stderr
+    priority = {}
+    for block in re.split(r"^(?:local)?rule ", r.stdout, flags=re.M)[1:]:
+        m = re.search(r"^\s+priority: (\d+)$", block, re.M)
+        priority.setdefault(block.split(":")[0], set()).add(int(m[1]) if m else 0)
+    first = {rule for rule, p in priority.items() if p == {10}}
+    assert first == {
+        "render_imageset", "train_synth3d_autoencoder", "train_synth3d_diffusion",
+        "sample_synth3d", "render_synth3d", "train_synth2d", "sample_synth2d",
+    }  # fmt: skip
+    assert all(p == {0} for rule, p in priority.items() if rule not in first), priority
 
 
 def test_laptop_configuration_is_the_demo_with_generators_trained_longer(tmp_path):

@@ -80,6 +80,11 @@ def checked_label_groups():
 
 
 CHECKED = "results/cohort/checked.csv"
+# Jobs that make training images (rendering, the generators and their samples) run before
+# ready detectors: the generator chains then overlap the `real` and `drr` detectors instead of
+# following them, and the generated arms' detectors do not start last (the scheduler would
+# otherwise prefer the jobs with the largest inputs).
+IMAGES_FIRST = 10
 
 
 def settings(**extra):

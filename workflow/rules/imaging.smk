@@ -16,6 +16,7 @@ rule render_imageset:
         "results/benchmarks/render_imageset/{arm}/{subject}.tsv"
     wildcard_constraints:
         arm="real|drr",
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:

@@ -13,6 +13,7 @@ rule train_synth2d:
         "logs/synth2d/train_fold{fold}.log",
     benchmark:
         "results/benchmarks/train_synth2d/fold{fold}.tsv"
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:
@@ -43,6 +44,7 @@ rule sample_synth2d:
         "results/benchmarks/sample_synth2d/fold{fold}_shard{shard}.tsv"
     wildcard_constraints:
         shard=r"\d+",
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:
@@ -131,6 +133,7 @@ rule resize_real:
         "results/imagesets/real_resized/{subject}.h5",
     log:
         "logs/imagesets/real_resized/{subject}.log",
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:

@@ -15,6 +15,7 @@ rule train_synth3d_autoencoder:
         "logs/synth3d/autoencoder_fold{fold}.log",
     benchmark:
         "results/benchmarks/train_synth3d_autoencoder/fold{fold}.tsv"
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:
@@ -45,6 +46,7 @@ rule train_synth3d_diffusion:
         "logs/synth3d/diffusion_fold{fold}.log",
     benchmark:
         "results/benchmarks/train_synth3d_diffusion/fold{fold}.tsv"
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:
@@ -79,6 +81,7 @@ rule sample_synth3d:
         "logs/synth3d/sample_fold{fold}.log",
     benchmark:
         "results/benchmarks/sample_synth3d/fold{fold}.tsv"
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:
@@ -113,6 +116,7 @@ rule render_synth3d:
     wildcard_constraints:
         vol=r"\d+",
         part=r"\d+",
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:
@@ -142,6 +146,7 @@ rule render_drr_grid:
         "logs/imagesets/drr_grid/{subject}.log",
     benchmark:
         "results/benchmarks/render_drr_grid/{subject}.tsv"
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:
@@ -171,6 +176,7 @@ rule render_drr_recon:
         "logs/imagesets/drr_recon/fold{fold}_{subject}.log",
     benchmark:
         "results/benchmarks/render_drr_recon/fold{fold}_{subject}.tsv"
+    priority: IMAGES_FIRST
     conda:
         ENV
     container:
