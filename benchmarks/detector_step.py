@@ -60,6 +60,8 @@ def main() -> None:
     blocks = (("per step", demo["batch_size"]), ("per block", detector.AUGMENT_BLOCK))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        warm = DetectorSettings.from_config({**demo, "epochs": 2}, 0)
+        ms_per_step(warm, n, demo["batch_size"], Path(tmp) / "m.pt")  # first-call costs
         for size in a.sizes:
             s = DetectorSettings.from_config({**demo, "image_size": size, "epochs": a.epochs}, 0)
             for name, block in blocks:
