@@ -25,8 +25,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from xrayfactory.core.config import validate_config  # noqa: E402
 from xrayfactory.core.images import Batch  # noqa: E402
-from xrayfactory.detection import detector  # noqa: E402
-from xrayfactory.detection.detector import DetectorSettings, train  # noqa: E402
+from xrayfactory.detection.detector import AUGMENT_BLOCK, DetectorSettings, train  # noqa: E402
 
 
 def ms_per_step(settings: DetectorSettings, n_images: int, block: int, out: Path) -> float:
@@ -39,9 +38,8 @@ def ms_per_step(settings: DetectorSettings, n_images: int, block: int, out: Path
         torch.ones(n_images, 9, dtype=torch.bool),
         1.0,
     )
-    detector.AUGMENT_BLOCK = block
     start = time.perf_counter()
-    train(data, [f"L{k}" for k in range(9)], settings, out, meta={})
+    train(data, [f"L{k}" for k in range(9)], settings, out, meta={}, augment_block=block)
     steps = settings.epochs * (n_images // settings.batch_size)
     return (time.perf_counter() - start) / steps * 1e3
 
@@ -57,7 +55,7 @@ def main() -> None:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     demo = validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")["detector"]
     n = demo["train_images"]
-    blocks = (("per step", demo["batch_size"]), ("per block", detector.AUGMENT_BLOCK))
+    blocks = (("per step", demo["batch_size"]), ("per block", AUGMENT_BLOCK))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         warm = DetectorSettings.from_config({**demo, "epochs": 2}, 0)

@@ -11,6 +11,7 @@ block of steps)).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -124,10 +125,11 @@ def train(
     *,
     meta: dict,
     device: str = "cpu",
+    augment_block: int = AUGMENT_BLOCK,
 ) -> None:
     """Train and write the final checkpoint `out` (resumable, core.training). Each epoch draws
-    its batch order from (seed, epoch); each block of its steps, its augmentation from (seed,
-    epoch, the block's first step)."""
+    its batch order from (seed, epoch); each block of its steps (`augment_block` images), its
+    augmentation from (seed, epoch, the block's first step)."""
     torch.manual_seed(settings.seed)
     n = len(data.images)
     size, margin, sigma = settings.image_size, settings.margin_px, settings.sigma_px
@@ -147,24 +149,22 @@ def train(
     states = {"model": net, "optimizer": opt, "scheduler": sched}
     run = TrainingRun(out, key, "detector training", total, steps_per_epoch, states)
 
-    block_steps = max(1, AUGMENT_BLOCK // settings.batch_size)
-    block: dict = {}  # the augmented images of the current block of steps
+    block_steps = max(1, augment_block // settings.batch_size)
 
+    @functools.lru_cache(maxsize=1)  # the current block's tensors
     def block_of(epoch: int, first: int) -> tuple[torch.Tensor, ...]:
         """Steps first.. of the block (at most block_steps, within the epoch): their images,
         augmented in one call seeded by (seed, epoch, first step), and moved landmarks."""
-        if block.get("at") != (epoch, first):
-            order = rng_for(settings.seed, "order", epoch).permutation(n)
-            last = min(first + block_steps, steps_per_epoch)
-            idx = order[first * settings.batch_size : last * settings.batch_size]
-            x, lm, vis, known = (
-                t[idx].to(dev) for t in (data.images, data.landmarks, data.visible, located_all)
-            )
-            if aug is not None:
-                torch.manual_seed(int(rng_for(settings.seed, "aug", epoch, first).integers(2**62)))
-                x, lm, _ = aug(x, lm, vis)
-            block.update(at=(epoch, first), tensors=(x, lm, known))
-        return block["tensors"]
+        order = rng_for(settings.seed, "order", epoch).permutation(n)
+        last = min(first + block_steps, steps_per_epoch)
+        idx = order[first * settings.batch_size : last * settings.batch_size]
+        x, lm, vis, known = (
+            t[idx].to(dev) for t in (data.images, data.landmarks, data.visible, located_all)
+        )
+        if aug is not None:
+            torch.manual_seed(int(rng_for(settings.seed, "aug", epoch, first).integers(2**62)))
+            x, lm, _ = aug(x, lm, vis)
+        return x, lm, known
 
     def step_fn(global_step: int) -> torch.Tensor:
         epoch, step = divmod(global_step, steps_per_epoch)
