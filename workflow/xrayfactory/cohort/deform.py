@@ -9,6 +9,7 @@ landmarks move to the q with phi(q) = p (solved by fixed-point iteration).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,10 +90,15 @@ class Warp:
         )
         return float(np.linalg.det(jac).min())
 
+    @functools.cached_property
+    def _sources(self) -> np.ndarray:
+        """phi(x) for every voxel x of the grid, (N, 3) world points: shared by the volumes."""
+        idx = np.indices(self.grid.shape).reshape(3, -1).T
+        return self.pull(self.grid.voxel_to_world(idx))
+
     def resample(self, volume: Volume, *, order: int) -> np.ndarray:
         """Volume values at phi(x) for every voxel x of the grid (edge values outside)."""
-        idx = np.indices(self.grid.shape).reshape(3, -1).T
-        src = volume.world_to_voxel(self.pull(self.grid.voxel_to_world(idx))).T
+        src = volume.world_to_voxel(self._sources).T
         out = ndi.map_coordinates(volume.data, src, order=order, mode="nearest")
         return out.reshape(self.grid.shape)
 

@@ -96,8 +96,18 @@ class RandomShutter(nn.Module):
         self.p_lead, self.edge_sigma = p_lead, edge_sigma
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = images.shape
+        b = images.shape[0]
         u = torch.rand(b, 11).to(images)
+        shut = (torch.rand(b) < self.p).to(images.device)
+        grey = torch.where(u[:, 10] < self.p_lead, 1.0, torch.rand(b).to(images))
+        out = images.clone()
+        if shut.any():  # the shutters are drawn for every sample, computed for those shut
+            out[shut] = self._shutter(images[shut], u[shut], grey[shut])
+        return out
+
+    def _shutter(self, images: torch.Tensor, u: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+        """The collimated images, for each its 11 uniform draws `u` and shutter grey value."""
+        _, _, h, w = images.shape
         rows = torch.linspace(0, 1, h).to(images)[None, :, None]
         cols = torch.linspace(0, 1, w).to(images)[None, None, :]
         lo, hi = (u[:, 0:2] * self.inset)[..., None, None], (1 - u[:, 2:4] * self.inset)
@@ -115,14 +125,11 @@ class RandomShutter(nn.Module):
         opening = gaussian_blur2d(
             open_field.to(images), (k, k), torch.stack([sigma, sigma], -1), "replicate"
         )
-        shut = (torch.rand(b) < self.p).to(images.device)[:, None, None, None]
-        lead = (u[:, 10] < self.p_lead)[:, None, None, None]
         exposed = torch.where(open_field.flatten(1), images.flatten(1), torch.nan)
         lo, hi = torch.nanquantile(exposed, torch.tensor([0.01, 0.99]).to(images), dim=1)
         lo, hi = lo[:, None, None, None], hi[:, None, None, None]
         windowed = ((images - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
-        grey = torch.where(lead, torch.ones_like(lo), torch.rand(b).to(images)[:, None, None, None])
-        return torch.where(shut, opening * windowed + (1 - opening) * grey, images)
+        return opening * windowed + (1 - opening) * grey[:, None, None, None]
 
 
 class RandomUnsharpMask(nn.Module):
@@ -137,13 +144,17 @@ class RandomUnsharpMask(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         b = images.shape[0]
-        u = torch.rand(b, 3)
-        sigma = (self.sigma[0] + (self.sigma[1] - self.sigma[0]) * u[:, 0]).to(images)
-        k = 2 * math.ceil(2.5 * self.sigma[1]) + 1
-        blurred = gaussian_blur2d(images, (k, k), torch.stack([sigma, sigma], -1), "reflect")
-        a = self.amount[0] + (self.amount[1] - self.amount[0]) * u[:, 1]
-        a = (a * (u[:, 2] < self.p)).to(images)[:, None, None, None]
-        return images + a * (images - blurred)
+        u = torch.rand(b, 3).to(images.device)
+        sharpen = u[:, 2] < self.p
+        out = images.clone()
+        if sharpen.any():
+            x, u = images[sharpen], u[sharpen].to(images)
+            sigma = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * u[:, 0]
+            k = 2 * math.ceil(2.5 * self.sigma[1]) + 1
+            blurred = gaussian_blur2d(x, (k, k), torch.stack([sigma, sigma], -1), "reflect")
+            a = (self.amount[0] + (self.amount[1] - self.amount[0]) * u[:, 1])[:, None, None, None]
+            out[sharpen] = x + a * (x - blurred)
+        return out
 
 
 class DomainRandomisation(nn.Module):
@@ -203,12 +214,15 @@ class DomainRandomisation(nn.Module):
         """(B, 2, H, W) elastic fields in pixels: smoothed uniform noise (kornia's elastic
         recipe: sigma in pixels, alpha in units of half the image), each with `p_elastic`."""
         noise = torch.rand(b, 2, h, w) * 2 - 1
-        apply = (torch.rand(b) < self.p_elastic).float()
-        k = 2 * math.ceil(2.5 * self.elastic_sigma) + 1
-        sigma = torch.full((b, 2), self.elastic_sigma)
-        smooth = gaussian_blur2d(noise, (k, k), sigma, border_type="constant")
-        half = torch.tensor([w / 2, h / 2])[None, :, None, None]
-        return smooth * self.elastic_alpha * half * apply[:, None, None, None]
+        apply = torch.rand(b) < self.p_elastic
+        field = torch.zeros(b, 2, h, w)
+        if apply.any():  # drawn for every sample, smoothed for those it applies to
+            k = 2 * math.ceil(2.5 * self.elastic_sigma) + 1
+            sigma = torch.full((int(apply.sum()), 2), self.elastic_sigma)
+            smooth = gaussian_blur2d(noise[apply], (k, k), sigma, border_type="constant")
+            half = torch.tensor([w / 2, h / 2])[None, :, None, None]
+            field[apply] = smooth * self.elastic_alpha * half
+        return field
 
     @torch.no_grad()
     def forward(
