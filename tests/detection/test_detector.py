@@ -25,6 +25,7 @@ SETTINGS = {
     "epochs": 80,
     "found_threshold": 0.5,
     "augment": True,
+    "checkpoint_every": 2,  # every epoch
 }
 
 

@@ -3,10 +3,10 @@ canvas larger than the image (spatial softmax, cross-entropy against a normalise
 landmark). The map's peak is the landmark; the probability it puts on the image is its score.
 
 Identical for every arm: architecture, optimiser, schedule, augmentation and number of training
-images come from the config. Training is deterministic for a seed, checkpoints every epoch,
-saves and exits non-zero on SIGTERM, and resumes from its last checkpoint to the same result as
-an uninterrupted run (batch order is keyed by (seed, epoch), augmentation by (seed, epoch,
-block of steps)).
+images come from the config. Training is deterministic for a seed, checkpoints every
+`checkpoint_every` steps, saves and exits non-zero on SIGTERM, and resumes from its last
+checkpoint to the same result as an uninterrupted run (batch order is keyed by (seed, epoch),
+augmentation by (seed, epoch, block of steps)).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class DetectorSettings:
     found_threshold: float = 0.5
     margin: float = 0.125
     augment: bool = True
+    checkpoint_every: int = 500
     seed: int = 0
 
     @classmethod
@@ -147,7 +148,7 @@ def train(
     located_all = located(data.landmarks, data.visible, size, size)  # before any augmentation
     key = {"digest": settings.digest(), "meta": meta}
     states = {"model": net, "optimizer": opt, "scheduler": sched}
-    run = TrainingRun(out, key, "detector training", total, steps_per_epoch, states)
+    run = TrainingRun(out, key, "detector training", total, settings.checkpoint_every, states)
 
     block_steps = max(1, augment_block // settings.batch_size)
 
