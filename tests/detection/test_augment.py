@@ -154,3 +154,37 @@ def test_unsharp_masking_overshoots_at_edges_and_keeps_flat_fields():
     assert (out.amax(dim=(1, 2, 3)) > 0.65).all() and (out.amin(dim=(1, 2, 3)) < -0.05).all()
     flat = torch.full((4, 1, SIZE, SIZE), 0.4)
     assert torch.allclose(RandomUnsharpMask(p=1.0)(flat), flat, atol=1e-6)
+
+
+@pytest.mark.parametrize("effect", ["shutter", "unsharp mask"])
+def test_an_effect_drawn_for_some_images_is_the_one_every_image_would_get(effect):
+    """Shutters and unsharp masks are computed only for the images drawn to get them: those
+    images equal what the same draws give when every image gets it, the others are untouched."""
+    from xrayfactory.detection.augment import RandomShutter, RandomUnsharpMask
+
+    def module(p: float):
+        return RandomShutter(p=p) if effect == "shutter" else RandomUnsharpMask(p=p)
+
+    img = torch.rand(64, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(7)
+    out = module(0.5)(img)
+    torch.manual_seed(7)  # the same draws again, to see which images were chosen
+    if effect == "shutter":
+        torch.rand(64, 11)  # each shutter's shape and grey come first
+        chosen = torch.rand(64) < 0.5
+    else:
+        chosen = torch.rand(64, 3)[:, 2] < 0.5
+    torch.manual_seed(7)
+    every = module(1.0)(img)
+    assert 16 < chosen.sum() < 48
+    assert torch.equal(out[~chosen], img[~chosen])
+    assert torch.allclose(out[chosen], every[chosen], atol=1e-5)
+    assert not torch.allclose(every[~chosen], img[~chosen], atol=1e-3)
+
+
+def test_elastic_fields_are_zero_for_the_images_not_drawn_to_get_one():
+    torch.manual_seed(4)
+    field = DomainRandomisation(p_elastic=0.5).random_displacement(64, SIZE, SIZE)
+    still = (field == 0).flatten(1).all(1)
+    assert 16 < still.sum() < 48
+    assert (field[~still].abs().flatten(1).amax(1) > 0.1).all()  # pixels, alpha 0.5 of 16
