@@ -108,7 +108,8 @@ class DetectorSettings:
 
 
 def build_network(n_landmarks: int, s: DetectorSettings) -> torch.nn.Module:
-    return UNet(
+    """The U-Net, its weights channels-last (oneDNN's faster convolutions on a CPU)."""
+    net = UNet(
         spatial_dims=2,
         in_channels=1,
         out_channels=n_landmarks,
@@ -116,6 +117,7 @@ def build_network(n_landmarks: int, s: DetectorSettings) -> torch.nn.Module:
         strides=(2,) * (len(s.channels) - 1),
         num_res_units=s.res_units,
     )
+    return net.to(memory_format=torch.channels_last)
 
 
 def train(
@@ -138,7 +140,7 @@ def train(
     if dev.type == "cuda":  # CPU kernels of this loop are deterministic; the call imports dynamo
         torch.use_deterministic_algorithms(True, warn_only=True)
     net = build_network(len(names), settings).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, fused=True)
     steps_per_epoch = max(1, n // settings.batch_size)
     total = settings.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(

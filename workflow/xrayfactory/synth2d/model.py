@@ -77,13 +77,14 @@ def settings_from(section: dict, seed: int) -> Synth2DSettings:
 
 
 def build_unet(n_landmarks: int, s: Synth2DSettings) -> UNet2DModel:
-    """Image + L heatmaps + presence channel in, noise prediction out; attention at the bottom."""
+    """Image + L heatmaps + presence channel in, noise prediction out; attention at the bottom.
+    Weights channels-last (oneDNN's faster convolutions on a CPU)."""
     k = len(s.channels)
     down = ["DownBlock2D"] * k
     up = ["UpBlock2D"] * k
     if s.attention:
         down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
-    return UNet2DModel(
+    net = UNet2DModel(
         sample_size=s.image_size,
         in_channels=1 + n_landmarks + 1,
         out_channels=1,
@@ -93,6 +94,7 @@ def build_unet(n_landmarks: int, s: Synth2DSettings) -> UNet2DModel:
         up_block_types=tuple(up),
         norm_num_groups=min(32, math.gcd(*s.channels)),
     )
+    return net.to(memory_format=torch.channels_last)
 
 
 def noise_schedule(s: Synth2DSettings) -> DDPMScheduler:
@@ -171,7 +173,7 @@ def train(
     dev = pick_device(device)
     net = build_unet(len(names), s).to(dev)
     forward = torch.compile(net) if s.compile and dev.type == "cuda" else net
-    opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate, weight_decay=0.0)
+    opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate, weight_decay=0.0, fused=True)
     lr = get_cosine_schedule_with_warmup(opt, s.warmup_steps, s.train_steps)
     ema = EMAModel(net.parameters(), decay=s.ema_decay, use_ema_warmup=True, power=2 / 3)
     schedule = noise_schedule(s)
