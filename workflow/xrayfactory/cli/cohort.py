@@ -39,7 +39,7 @@ def cohort_sheet(a: argparse.Namespace) -> None:
 
 
 def cohort_qc(a: argparse.Namespace) -> None:
-    from xrayfactory.imaging.jobs import cohort_qc as job
+    from xrayfactory.imaging.qc import cohort_qc as job
 
     job(a.subjects, a.ct, a.seg, a.landmarks, a.settings["names"], a.out)
 

@@ -42,7 +42,7 @@ def evaluate_detector(a: argparse.Namespace) -> None:
 
 
 def baseline_predictions(a: argparse.Namespace) -> None:
-    from xrayfactory.detection.jobs import baseline_predictions as job
+    from xrayfactory.detection.baseline import baseline_predictions as job
 
     job(a.fold, a.seed, a.n_images, a.train, a.test, a.out)
 

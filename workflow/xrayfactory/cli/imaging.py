@@ -22,7 +22,7 @@ def render_imageset(a: argparse.Namespace) -> None:
 
 
 def imageset_qc(a: argparse.Namespace) -> None:
-    from xrayfactory.imaging.jobs import imageset_qc as job
+    from xrayfactory.imaging.qc import imageset_qc as job
 
     job(a.shards, a.out)
 

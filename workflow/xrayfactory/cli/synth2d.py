@@ -60,7 +60,7 @@ def synth2d_fidelity(a: argparse.Namespace) -> None:
 
 
 def report_synth2d(a: argparse.Namespace) -> None:
-    from xrayfactory.synth2d.jobs import report_synth2d as job
+    from xrayfactory.synth2d.tables import report_synth2d as job
 
     job(a.fidelity, a.steps, (a.out_fidelity, a.out_steps))
 

@@ -120,7 +120,7 @@ def synth3d_quality(a: argparse.Namespace) -> None:
 
 
 def report_synth3d(a: argparse.Namespace) -> None:
-    from xrayfactory.synth3d.jobs import report_synth3d as job
+    from xrayfactory.synth3d.tables import report_synth3d as job
 
     job(a.tables, a.out)
 

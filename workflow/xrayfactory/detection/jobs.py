@@ -1,11 +1,11 @@
-"""The detector's jobs, one per rule of workflow/rules/detection.smk, and `predict` for users'
-own X-rays. Training jobs get the arm's image sets of the fold's training subjects (or the
-fold's generated sets); evaluation jobs get the fold's test subjects' real image sets."""
+"""The detector's jobs, one per rule of workflow/rules/detection.smk (the baseline's: in
+detection/baseline.py), and `predict` for users' own X-rays. Training jobs get the arm's image
+sets of the fold's training subjects (or the fold's generated sets); evaluation jobs get the
+fold's test subjects' real image sets."""
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +18,14 @@ from xrayfactory.core.images import Batch, preprocess
 from xrayfactory.datasets.radiographs import read_radiograph
 from xrayfactory.detection.detector import Detector, DetectorSettings, train
 from xrayfactory.detection.predictions import prediction_table
-from xrayfactory.imaging.imageset import ImageSet, concatenate, read_imageset
-from xrayfactory.imaging.splits import arm_training_set, load_arm, load_test_set, training_set
+from xrayfactory.imaging.imageset import concatenate
+from xrayfactory.imaging.splits import (
+    arm_training_set,
+    load_test_set,
+    shards_by_arm,
+)
 
 log = logging.getLogger("xrayfactory")
-
-
-def shards_by_arm(shards: list[str]) -> dict[str, list[ImageSet]]:
-    """The image sets in `shards`, grouped by the arm that made them (in order)."""
-    by_arm = defaultdict(list)
-    for path in shards:
-        shard = read_imageset(path)
-        by_arm[shard.attrs.get("arm")].append(shard)
-    return by_arm
 
 
 def train_detector(
@@ -118,28 +113,6 @@ def evaluate_detector(
         raise InputError(model, f"trained for fold {trained}, evaluated on fold {fold}")
     pts, scores, found = det.predict(images.images)
     write_csv(prediction_table(arm, fold, seed, images, ids, pts, scores, found), out)
-
-
-def baseline_predictions(
-    fold: int, seed: int, n_images: int, train: list[str], test: list[str], out: PathLike
-) -> None:
-    """The mean-position baseline: every test image gets the mean landmark positions (and
-    the majority visibility) of the `n_images` real training images the `real` arm draws."""
-    pool = load_arm(train)
-    chosen = training_set(
-        pool,
-        sorted(set(pool.subject)),
-        n_images,
-        (seed, "select", "real", fold),
-        f"baseline, fold {fold}",
-    )
-    images, ids = load_test_set(test, f"fold {fold}")
-    vis = chosen.visible[..., None]
-    mean = (chosen.landmarks * vis).sum(0) / np.maximum(vis.sum(0), 1)
-    pts = np.broadcast_to(mean, images.landmarks.shape)
-    found = np.broadcast_to(chosen.visible.mean(0) > 0.5, images.visible.shape)
-    table = prediction_table("baseline", fold, seed, images, ids, pts, found.astype(float), found)
-    write_csv(table, out)
 
 
 def predict(model: PathLike, images: list[str], out_dir: PathLike) -> None:

@@ -1,4 +1,5 @@
-"""QC figures: landmarks on two orthogonal projections per subject, and image-set grids."""
+"""QC figures and their jobs: landmarks on two orthogonal projections per subject, and
+image-set grids."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xrayfactory.cohort.volumes import Volume
-from xrayfactory.core.atomic import atomic_path
-from xrayfactory.imaging.drr import TorchRenderer
+from xrayfactory.cohort.landmarks import load_landmarks
+from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation
+from xrayfactory.core.atomic import PathLike, atomic_path
 from xrayfactory.imaging.geometry import CArm, project, projection_matrix
-from xrayfactory.imaging.imageset import ImageSet
+from xrayfactory.imaging.imageset import ImageSet, concatenate, read_imageset
 
 # A wide virtual detector so that the whole pelvis shows in the QC projections.
 _QC_CARM = CArm(
@@ -33,6 +34,10 @@ def subject_figure(
     ct: Volume, landmarks: dict[str, np.ndarray], title: str, path: str | os.PathLike
 ) -> None:
     """AP and lateral DRRs of the subject with its 3D landmarks projected."""
+    # imported here, not at the top: the image-set grids need no torch, whose import costs
+    # each job seconds
+    from xrayfactory.imaging.drr import TorchRenderer
+
     names = list(landmarks)
     pts = np.stack([landmarks[n] for n in names])
     anchor = ct.voxel_to_world((np.asarray(ct.shape)[None] - 1) / 2)[0]
@@ -69,3 +74,33 @@ def imageset_grid(s: ImageSet, title: str, path: str | os.PathLike, *, n: int = 
         ax.set_title(f"{s.subject[i]} #{i}", fontsize=8)
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def imageset_qc(shards: list[str], out: PathLike) -> None:
+    """A QC grid of an arm's image sets, saying what kind of images they are."""
+    s = concatenate([read_imageset(p) for p in shards], out)
+    note = ""
+    if s.attrs.get("proxy"):
+        note = " (PROXY-real images from the acquisition model)"
+    elif "trained_on" in s.attrs:
+        shown = "conditioning" if s.attrs.get("arm") == "synth2d" else "carried 3D"
+        note = f" (generated; {shown} landmarks shown; trained on {s.attrs['trained_on']})"
+    imageset_grid(s, f"arm {s.attrs.get('arm')}: {len(s)} images{note}", out)
+
+
+def cohort_qc(
+    subjects: list[str],
+    cts: list[str],
+    segs: list[str],
+    landmarks: list[str],
+    names: list[str],
+    outs: list[str],
+) -> None:
+    """AP and lateral DRRs of every subject with its 3D landmarks, one figure per subject."""
+    for subject, ct_path, seg_path, lm_path, out in zip(
+        subjects, cts, segs, landmarks, outs, strict=True
+    ):
+        volume = load_ct(ct_path)
+        load_segmentation(seg_path, volume, ct_path)
+        title = f"{subject}: 3D landmarks"
+        subject_figure(volume, load_landmarks(lm_path, names, volume), title, out)

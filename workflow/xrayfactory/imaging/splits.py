@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 
 from xrayfactory.core.errors import InputError
@@ -18,6 +20,15 @@ def subset(s: ImageSet, idx: np.ndarray) -> ImageSet:
 
 def load_arm(shards: list[str]) -> ImageSet:
     return concatenate([read_imageset(p) for p in shards], ", ".join(map(str, shards)))
+
+
+def shards_by_arm(shards: list[str]) -> dict[str, list[ImageSet]]:
+    """The image sets in `shards`, grouped by the arm that made them (in order)."""
+    by_arm = defaultdict(list)
+    for path in shards:
+        shard = read_imageset(path)
+        by_arm[shard.attrs.get("arm")].append(shard)
+    return by_arm
 
 
 def selection_order(pool: np.ndarray, n_default: int, rng_key: tuple) -> np.ndarray:

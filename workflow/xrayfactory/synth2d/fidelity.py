@@ -9,15 +9,18 @@ real images bounds what can be told apart.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from xrayfactory.detection.detector import Detector
 from xrayfactory.detection.predictions import prediction_table, with_errors
 from xrayfactory.imaging.imageset import ImageSet
 from xrayfactory.imaging.splits import image_ids
 from xrayfactory.synth2d.model import network_evaluations
+
+if TYPE_CHECKING:  # the generator's jobs import it only to measure fidelity (MONAI: seconds)
+    from xrayfactory.detection.detector import Detector
 
 
 def fidelity_rows(det: Detector, s: ImageSet, arm: str, fold: int) -> pd.DataFrame:
@@ -64,12 +67,3 @@ def sampler_row(det: Detector, s: ImageSet, sampler: dict, seconds: float, fold:
         "images_per_s": len(s) / seconds if seconds > 0 else np.nan,
         **_stats(fidelity_rows(det, s, "synth2d", fold)),
     }
-
-
-def concat_tables(paths: list[str], keys: list[str]) -> pd.DataFrame:
-    """Per-fold tables stacked, with a `mean` block averaged over folds per `keys`."""
-    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    mean = df.drop(columns="fold").groupby(keys, sort=False).mean(numeric_only=True)
-    mean = mean.reset_index()
-    mean.insert(0, "fold", "mean")
-    return pd.concat([df.astype({"fold": str}), mean], ignore_index=True)

@@ -1,5 +1,6 @@
-"""synth2d's jobs, one per rule of workflow/rules/synth2d.smk: the generator of a fold learns
-from exactly the images the `real` arm's first-seed detector trains on in that fold."""
+"""synth2d's jobs, one per rule of workflow/rules/synth2d.smk (the tables of all folds: in
+synth2d/tables.py): the generator of a fold learns from exactly the images the `real` arm's
+first-seed detector trains on in that fold."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ import pandas as pd
 from xrayfactory.core.atomic import PathLike, write_csv
 from xrayfactory.core.errors import InputError
 from xrayfactory.core.images import preprocess
-from xrayfactory.detection.detector import Detector
 from xrayfactory.imaging.geometry import CArm, ViewSampler
 from xrayfactory.imaging.imageset import ImageSet, read_imageset, write_imageset
 from xrayfactory.imaging.splits import arm_training_set, load_arm
 from xrayfactory.synth2d.controls import resized
 from xrayfactory.synth2d.fidelity import (
-    concat_tables,
     fidelity_rows,
     fidelity_table,
     sampler_row,
@@ -152,6 +151,9 @@ def synth2d_fidelity(
 ) -> None:
     """Label fidelity of the fold's generated images (the `real` detector against the
     conditioning landmarks) and how it varies with the sampler: tables `out` (fidelity, steps)."""
+    # imported here, not at the top: training and sampling need no detector (MONAI: seconds)
+    from xrayfactory.detection.detector import Detector
+
     det = Detector(detector, device=device)
     generated = load_arm(shards)
     det.check_compatible(list(generated.attrs["landmark_names"]), det.settings.image_size)
@@ -171,9 +173,3 @@ def synth2d_fidelity(
             rows[-1]["mean_px"],
         )
     write_csv(pd.DataFrame(rows), out[1])
-
-
-def report_synth2d(fidelity: list[str], steps: list[str], out: tuple[PathLike, PathLike]) -> None:
-    """The label-fidelity and sampler-steps tables of all folds."""
-    write_csv(concat_tables(fidelity, ["landmark"]), out[0])
-    write_csv(concat_tables(steps, ["sampler", "steps", "guidance"]), out[1])

@@ -1,6 +1,7 @@
-"""synth3d's jobs, one per rule of workflow/rules/synth3d.smk. A fold's jobs receive exactly the
-fold's training subjects (resolved by the workflow from the config and the cohort); models
-record them and every later job checks that it got the same fold and subjects."""
+"""synth3d's jobs, one per rule of workflow/rules/synth3d.smk (the table of all folds: in
+synth3d/tables.py). A fold's jobs receive exactly the fold's training subjects (resolved by the
+workflow from the config and the cohort); models record them and every later job checks that
+it got the same fold and subjects."""
 
 from __future__ import annotations
 
@@ -42,7 +43,6 @@ from xrayfactory.synth3d.model import (
 from xrayfactory.synth3d.quality import (
     drawn_landmarks,
     landmark_offset,
-    quality_table,
     tissue_values,
     volume_quality,
 )
@@ -309,9 +309,3 @@ def synth3d_quality(
             rows[-1]["landmark_offset_mm"],
         )
     write_csv(pd.DataFrame(rows), out)
-
-
-def report_synth3d(tables: list[str], out: PathLike) -> None:
-    """The synth3d quality table of all folds."""
-    table = quality_table(pd.concat([pd.read_csv(p) for p in tables], ignore_index=True))
-    write_csv(table, out)

@@ -8,7 +8,6 @@ other label groups) and `other` (every other voxel: fat, muscle, air).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy import ndimage as ndi
 from scipy.stats import wasserstein_distance
 
@@ -90,12 +89,3 @@ def landmark_offset(drawn: dict[str, np.ndarray], labels: dict[str, np.ndarray])
         "landmark_offset_mm": float(np.mean(d)) if d else float("nan"),
         "landmarks_derived": len(d),
     }
-
-
-def quality_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-volume rows (generated CTs and, as the reference, the real ones) plus a `mean` row
-    per kind over all folds."""
-    mean = df.drop(columns=["fold", "volume"]).groupby("kind", sort=False).mean().reset_index()
-    mean.insert(0, "fold", "mean")
-    mean.insert(1, "volume", "all")
-    return pd.concat([df.astype({"fold": str, "volume": str}), mean], ignore_index=True)
