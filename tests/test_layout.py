@@ -82,7 +82,7 @@ def test_rule_times_sums_benchmark_files_per_rule(tmp_path):
     head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     jobs = {"train_detector/real/fold0_seed0.tsv": (50.0, 600.0, 40.0),
             "train_detector/drr/fold0_seed0.tsv": (30.0, 700.0, 25.0),
-            "realism/real/fold0.tsv": (7.5, 500.0, 6.0)}  # fmt: skip
+            "realism/fold0.tsv": (7.5, 500.0, 6.0)}  # fmt: skip
     for rel, (s, rss, cpu) in jobs.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(head + f"{s}\t0:00:{int(s)}\t{rss}\t0\t0\t0\t0\t0\t90\t{cpu}\n")

@@ -71,7 +71,7 @@ def test_dag_of_the_default_configuration(tmp_path):
         "train_detector": runs,
         "evaluate_detector": runs,
         "baseline_predictions": n,
-        "realism": len(arms) * n,
+        "realism": n,
         "report_realism": 1,
         "report": 1,
     }
@@ -128,7 +128,7 @@ def test_jobs_read_only_their_folds_subjects(tmp_path):
     its training subjects' image sets, its evaluations only its test subjects' (and no job
     reads results/cohort/folds.csv)."""
     targets = [f"results/predictions/{arm}/fold1_seed0.csv" for arm in ("real", "drr")]
-    targets += ["results/predictions/baseline/fold1_seed0.csv", "results/realism/real/fold1.csv"]
+    targets += ["results/predictions/baseline/fold1_seed0.csv", "results/realism/fold1.csv"]
     r = run(study_dir(tmp_path, TINY), "-n", "-p", "--forceall", *targets)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -144,6 +144,8 @@ def test_jobs_read_only_their_folds_subjects(tmp_path):
     assert "--test results/imagesets/real/demo01.h5 --out" in baseline
     realism = next(c for c in commands if "python -m xrayfactory" in c and " realism " in c)
     assert "--test results/imagesets/real/demo01.h5 --out" in realism
+    shards = realism.split("--settings")[1]  # every arm's training sets of fold 1
+    assert "real/demo00.h5" in shards and "drr/demo02.h5" in shards and "demo01" not in shards
 
 
 def test_generated_arms_make_what_their_largest_set_needs_and_sets_read_only_that(tmp_path):
@@ -323,12 +325,11 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "imageset_qc": 1,
         "train_detector": 2,
         "evaluate_detector": 2,
-        "realism": 2,
         "report_synth2d": 1,
     }
     study_dir(scope, changed)
-    # (and the figure of what the detectors train on, of every arm)
-    study_jobs = {"augmentation_qc": 1, "report": 1, "report_realism": 1, "all": 1}
+    # (and the figure of what the detectors train on, and realism: every arm's, per fold)
+    study_jobs = {"augmentation_qc": 1, "realism": 2, "report": 1, "report_realism": 1, "all": 1}
     assert planned_jobs(scope) == {**arm_jobs, **study_jobs}
     assert planned_jobs(scope, "synth2d") == {**arm_jobs, "synth2d": 1}  # the arm's target
     # a drr renderer change re-renders the DRR arms (drr; synth3d shares its renderer by
@@ -336,7 +337,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     changed = {**TINY, "drr": {**TINY["drr"], "kvp": 100.0}}
     # (and the DRR controls, which render like drr)
     arm_jobs = {"render_imageset": 3, "imageset_qc": 1, "train_detector": 2}
-    arm_jobs |= {"evaluate_detector": 2, "realism": 2}
+    arm_jobs |= {"evaluate_detector": 2}
     study_dir(scope, changed)
     assert planned_jobs(scope, "drr") == {**arm_jobs, "drr": 1}
     assert planned_jobs(scope) == {
@@ -345,7 +346,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "render_drr_grid": 3,
         "render_drr_recon": 4,
         **{rule: 4 * arm_jobs[rule] for rule in ("imageset_qc", "train_detector")},
-        **{rule: 4 * arm_jobs[rule] for rule in ("evaluate_detector", "realism")},
+        "evaluate_detector": 4 * arm_jobs["evaluate_detector"],
         **study_jobs,
     }
     # a synth3d sampler change regenerates its CTs and what depends on them, nothing else
@@ -358,7 +359,6 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "imageset_qc": 1,
         "train_detector": 2,
         "evaluate_detector": 2,
-        "realism": 2,
         **study_jobs,
     }
 

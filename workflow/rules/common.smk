@@ -194,6 +194,12 @@ def imageset_shards(wildcards):
     ]
 
 
+def realism_shards(wildcards):
+    """Input function: the shards of the fold's training sets of every arm realism compares."""
+    n = config["detector"]["train_images"]
+    return [path for arm in REALISM_ARMS for path in arm_shards(arm, wildcards, n)]
+
+
 def augmentation_qc_shards(wildcards):
     """The image sets the fold's detectors of the study's arms train on."""
     n = config["detector"]["train_images"]
@@ -415,7 +421,8 @@ def generator_outputs(arm):
 
 def arm_outputs(arm):
     """What `snakemake <arm>` builds: the arm's image sets and QC (a generated arm's models,
-    QC and tables too) and, when it is a detector arm, its runs' predictions and realism.
+    QC and tables too) and, when it is a detector arm, its runs' predictions (realism, which
+    compares the arms, is the study's: `all`).
     """
     if arm in ("synth3d", "synth2d"):
         out = generator_outputs(arm)
@@ -428,7 +435,6 @@ def arm_outputs(arm):
         out += prediction_files(
             [arm, *[a for a, c in TRAINING_SETS.items() if arm in c]]
         )
-        out += expand("results/realism/{arm}/fold{fold}.csv", arm=arm, fold=FOLD_IDS)
     return out
 
 

@@ -6,13 +6,13 @@ rule realism:
     input:
         detector=real_detector,
         test=fold_real_shards("test"),
-        shards=imageset_shards,
+        shards=realism_shards,
     output:
-        "results/realism/{arm}/fold{fold}.csv",
+        "results/realism/fold{fold}.csv",
     log:
-        "logs/realism/{arm}/fold{fold}.log",
+        "logs/realism/fold{fold}.log",
     benchmark:
-        "results/benchmarks/realism/{arm}/fold{fold}.tsv"
+        "results/benchmarks/realism/fold{fold}.tsv"
     conda:
         ENV
     container:
@@ -22,6 +22,7 @@ rule realism:
         mem_mb=2000,
         runtime=30,
     params:
+        arms=REALISM_ARMS,
         train_subjects=fold_training_subject_ids,
         settings=settings(
             n_images=config["evaluation"]["realism_images"],
@@ -29,7 +30,7 @@ rule realism:
             selection_seed=config["detector"]["seeds"][0],
         ),
     shell:
-        "python -m xrayfactory --threads {threads} realism --arm {wildcards.arm}"
+        "python -m xrayfactory --threads {threads} realism --arms {params.arms}"
         " --fold {wildcards.fold} --train-subjects {params.train_subjects}"
         " --detector {input.detector} --test {input.test} --out {output}"
         " --settings {params.settings:q} {input.shards} 2> {log}"
@@ -115,11 +116,7 @@ rule report:
 
 rule report_realism:
     input:
-        expand(
-            "results/realism/{arm}/fold{fold}.csv",
-            arm=REALISM_ARMS,
-            fold=FOLD_IDS,
-        ),
+        expand("results/realism/fold{fold}.csv", fold=FOLD_IDS),
     output:
         report(
             "results/report/realism.csv",

@@ -12,7 +12,7 @@ def realism(a: argparse.Namespace) -> None:
 
     s = a.settings
     sample = (s["n_images"], s["train_images"], s["selection_seed"])
-    job(a.arm, a.fold, a.train_subjects, a.shards, a.test, a.detector, sample, s["device"], a.out)
+    job(a.arms, a.fold, a.train_subjects, a.shards, a.test, a.detector, sample, s["device"], a.out)
 
 
 def report(a: argparse.Namespace) -> None:
@@ -37,16 +37,16 @@ def report_realism(a: argparse.Namespace) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "realism", help="Fréchet and intensity distances of an arm's images to the test images"
+        "realism", help="Fréchet and intensity distances of each arm's images to the test images"
     )
-    p.add_argument("--arm", required=True)
+    p.add_argument("--arms", nargs="+", required=True)
     p.add_argument("--fold", type=int, required=True)
     p.add_argument("--train-subjects", nargs="+", required=True)
     p.add_argument("--detector", required=True, help="the fold's real detector (features)")
     p.add_argument("--test", nargs="+", required=True, help="test subjects' real image sets")
     p.add_argument("--out", required=True)
     add_settings(p)
-    p.add_argument("shards", nargs="+", help="the arm's image sets of the fold's training data")
+    p.add_argument("shards", nargs="+", help="the arms' image sets of the fold's training data")
     p.set_defaults(handler=realism)
 
     p = sub.add_parser("report", help="the study's tables and figures from prediction files")
@@ -56,7 +56,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_settings(p)
     p.set_defaults(handler=report)
 
-    p = sub.add_parser("report-realism", help="realism table from per-(arm, fold) tables")
+    p = sub.add_parser("report-realism", help="realism table from per-fold tables")
     p.add_argument("--out", required=True)
     p.add_argument("tables", nargs="+")
     p.set_defaults(handler=report_realism)

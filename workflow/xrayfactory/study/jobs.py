@@ -9,14 +9,16 @@ import numpy as np
 import pandas as pd
 
 from xrayfactory.core.atomic import PathLike, write_csv
-from xrayfactory.imaging.splits import load_arm, load_test_set, realism_sample
+from xrayfactory.core.errors import InputError
+from xrayfactory.imaging.imageset import concatenate
+from xrayfactory.imaging.splits import load_arm, load_test_set, realism_sample, shards_by_arm
 from xrayfactory.study.report import StatsSettings, realism_table, write_report
 
 log = logging.getLogger("xrayfactory")
 
 
 def realism(
-    arm: str,
+    arms: list[str],
     fold: int,
     train_subjects: list[str],
     shards: list[str],
@@ -26,8 +28,9 @@ def realism(
     device: str,
     out: PathLike,
 ) -> None:
-    """Fréchet and intensity distances of N of the arm's training images to the fold's test
-    images (`sample`: N, the detectors' training-set size, the selection seed)."""
+    """Fréchet and intensity distances to the fold's test images of N of each arm's training
+    images (`shards`: every arm's, told apart by the arm that made them; `sample`: N, the
+    detectors' training-set size, the selection seed), one row per arm."""
     # imported here, not at the top: the report jobs need neither torch nor MONAI, whose
     # imports cost each job seconds
     from xrayfactory.detection.detector import Detector
@@ -36,37 +39,45 @@ def realism(
     n, n_train, seed = sample
     test_set, _ = load_test_set(test, f"fold {fold}")
     det = Detector(detector, device=device)
-    chosen = realism_sample(arm, fold, train_subjects, load_arm(shards), n, n_train, seed)
-    row = {
-        "arm": arm,
-        "fold": fold,
-        "n_images": n,
-        "n_test_images": len(test_set),
-        "frechet_distance": np.nan,
-        "intensity_distance": np.nan,
-        "test_data": "proxy-real" if test_set.attrs.get("proxy") else "real",
-    }
-    if chosen is None:
-        log.warning(
-            "fold %d: fewer than %d real training-subject images that the feature network did "
-            "not train on: `real` realism not measured",
-            fold,
-            n,
-        )
-    else:
-        row["frechet_distance"] = frechet_distance(
-            encoder_features(det, chosen.images), encoder_features(det, test_set.images)
-        )
-        row["intensity_distance"] = intensity_distance(chosen.images, test_set.images)
-        log.info(
-            "%s fold %d: FD %.3f, intensity EMD %.4f (N = %d)",
-            arm,
-            fold,
-            row["frechet_distance"],
-            row["intensity_distance"],
-            n,
-        )
-    write_csv(pd.DataFrame([row]), out)
+    test_features = encoder_features(det, test_set.images)
+    pools = shards_by_arm(shards)
+    rows = []
+    for arm in arms:
+        if arm not in pools:
+            raise InputError(", ".join(shards), f"no image set of arm {arm}")
+        pool = concatenate(pools[arm], f"image sets of arm {arm}")
+        chosen = realism_sample(arm, fold, train_subjects, pool, n, n_train, seed)
+        row = {
+            "arm": arm,
+            "fold": fold,
+            "n_images": n,
+            "n_test_images": len(test_set),
+            "frechet_distance": np.nan,
+            "intensity_distance": np.nan,
+            "test_data": "proxy-real" if test_set.attrs.get("proxy") else "real",
+        }
+        if chosen is None:
+            log.warning(
+                "fold %d: fewer than %d real training-subject images that the feature network "
+                "did not train on: `real` realism not measured",
+                fold,
+                n,
+            )
+        else:
+            row["frechet_distance"] = frechet_distance(
+                encoder_features(det, chosen.images), test_features
+            )
+            row["intensity_distance"] = intensity_distance(chosen.images, test_set.images)
+            log.info(
+                "%s fold %d: FD %.3f, intensity EMD %.4f (N = %d)",
+                arm,
+                fold,
+                row["frechet_distance"],
+                row["intensity_distance"],
+                n,
+            )
+        rows.append(row)
+    write_csv(pd.DataFrame(rows), out)
 
 
 def report(
