@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from tests.conftest import write_blob_shard, xrayfactory_cli
 from xrayfactory.detection.detector import Detector, DetectorSettings, build_network
 from xrayfactory.study.realism import encoder_features, frechet_distance, intensity_distance
 
@@ -40,3 +43,25 @@ def test_encoder_features_come_from_the_bottom_of_the_unet(tmp_path):
     det = Detector(path, device="cpu")
     feats = encoder_features(det, np.random.default_rng(0).random((5, 48, 40)))
     assert feats.shape == (5, 16) and np.isfinite(feats).all()
+
+
+def test_realism_job_names_an_arm_it_got_no_image_set_of(tmp_path):
+    import torch
+
+    s = DetectorSettings(image_size=32, channels=(4, 8, 16))
+    det = tmp_path / "det.pt"
+    torch.save({"model": build_network(2, s).state_dict(), "names": ["A", "B"],
+                "settings": dict(s.__dict__)}, det)  # fmt: skip
+    lm = np.full((3, 2, 2), 16.0)
+    train = write_blob_shard(tmp_path / "train.h5", "s0", ["A", "B"], lm, 32, 4.0)
+    test = write_blob_shard(tmp_path / "test.h5", "s1", ["A", "B"], lm, 32, 4.0)
+    out = tmp_path / "realism.csv"
+    settings = {"n_images": 2, "train_images": 2, "selection_seed": 0, "device": "cpu"}
+    r = xrayfactory_cli(
+        "realism", "--arms", "drr", "real", "--fold", "0", "--train-subjects", "s0",
+        "--detector", str(det), "--test", str(test), "--out", str(out),
+        "--settings", json.dumps(settings), str(train),
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().endswith("no image set of arm drr"), r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
