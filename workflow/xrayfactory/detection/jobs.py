@@ -19,11 +19,7 @@ from xrayfactory.datasets.radiographs import read_radiograph
 from xrayfactory.detection.detector import Detector, DetectorSettings, train
 from xrayfactory.detection.predictions import prediction_table
 from xrayfactory.imaging.imageset import concatenate
-from xrayfactory.imaging.splits import (
-    arm_training_set,
-    load_test_set,
-    shards_by_arm,
-)
+from xrayfactory.imaging.splits import arm_training_set, load_test_set, shards_by_arm
 
 log = logging.getLogger("xrayfactory")
 
