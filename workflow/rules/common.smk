@@ -194,16 +194,15 @@ def imageset_shards(wildcards):
     ]
 
 
-def realism_shards(wildcards):
-    """Input function: the shards of the fold's training sets of every arm realism compares."""
-    n = config["detector"]["train_images"]
-    return [path for arm in REALISM_ARMS for path in arm_shards(arm, wildcards, n)]
+def arms_training_shards(arms):
+    """Input function: the image sets the fold's detectors of `arms` train on (the
+    augmentation figure: the study's arms; realism: every arm it compares)."""
 
+    def shards(wildcards):
+        n = config["detector"]["train_images"]
+        return [path for arm in arms for path in arm_shards(arm, wildcards, n)]
 
-def augmentation_qc_shards(wildcards):
-    """The image sets the fold's detectors of the study's arms train on."""
-    n = config["detector"]["train_images"]
-    return [path for arm in ARMS for path in arm_shards(arm, wildcards, n)]
+    return shards
 
 
 def arm_shards(arm, wildcards, n=None):

@@ -33,7 +33,7 @@ rule train_detector:
 
 rule augmentation_qc:
     input:
-        augmentation_qc_shards,
+        arms_training_shards(ARMS),
     output:
         report(
             "results/qc/augmentation_fold{fold}.png",

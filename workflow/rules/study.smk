@@ -6,7 +6,7 @@ rule realism:
     input:
         detector=real_detector,
         test=fold_real_shards("test"),
-        shards=realism_shards,
+        shards=arms_training_shards(REALISM_ARMS),
     output:
         "results/realism/fold{fold}.csv",
     log:
