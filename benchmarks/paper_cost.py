@@ -170,7 +170,7 @@ def synth3d_steps(c: dict, dev: str, k: int, device: torch.device) -> tuple[floa
 
         def train_ae(steps: int, out: Path) -> None:
             synth3d.train_autoencoder(
-                volumes, spec, replace(a, steps=steps), r, out, meta={}, device=dev
+                volumes, conditions, spec, replace(a, steps=steps), r, out, meta={}, device=dev
             )
             out.replace(ae)
 

@@ -63,7 +63,7 @@ def run_case(case: dict) -> dict:
         save_checkpoint(
             ae,
             {
-                "model": build_autoencoder(a).state_dict(),
+                "model": build_autoencoder(a, len(spec.channels)).state_dict(),
                 "scale_factor": 1.0,
                 "grid": asdict(spec),
                 "autoencoder": asdict(a),

@@ -6,18 +6,42 @@ import pytest
 import torch
 
 from tests.conftest import sphere_volume
+from xrayfactory.cohort.volumes import Volume
 from xrayfactory.synth2d.controls import resized
 from xrayfactory.synth3d.controls import on_model_grid, reconstructed
 from xrayfactory.synth3d.ctgrid import GridSpec, model_affine
 from xrayfactory.synth3d.model import AutoencoderSettings, build_autoencoder
 
-SPEC = GridSpec(shape=(16, 16, 16), spacing_mm=8.0, hu_range=(-1024.0, 1600.0), bone=())
+SPEC = GridSpec(
+    shape=(16, 16, 16),
+    spacing_mm=8.0,
+    hu_range=(-1024.0, 1600.0),
+    groups=(("ball", (1,)),),
+    bone=("ball",),
+)
 
 
 def _ct():
     ct = sphere_volume(np.zeros(3), 40.0, value=3000.0)  # metal-bright ball
     ct.data[ct.data == 0] = -1000.0
     return ct
+
+
+def _seg(radius_mm: float = 40.0):
+    seg = sphere_volume(np.zeros(3), radius_mm)
+    return Volume(seg.data.astype(np.int16), seg.affine)
+
+
+def _autoencoder(spade_channels: int):
+    torch.manual_seed(0)
+    a = AutoencoderSettings(
+        channels=(4, 8),
+        patch=(16, 16, 16),
+        steps=1,
+        learning_rate=1e-3,
+        spade_channels=spade_channels,
+    )
+    return build_autoencoder(a, len(SPEC.channels)).eval()
 
 
 def test_the_ct_on_the_generators_grid_loses_what_its_window_cuts():
@@ -32,15 +56,16 @@ def test_the_ct_on_the_generators_grid_loses_what_its_window_cuts():
     np.testing.assert_allclose(centre, 0.0, atol=1e-6)
 
 
-def test_reconstruction_goes_through_the_autoencoder_on_the_model_grid():
-    torch.manual_seed(0)
-    ae = build_autoencoder(
-        AutoencoderSettings(channels=(4, 8), patch=(16, 16, 16), steps=1, learning_rate=1e-3)
-    ).eval()
-    rec = reconstructed(_ct(), ae, SPEC, device="cpu")
+@pytest.mark.parametrize("spade_channels", [0, 8])
+def test_reconstruction_goes_through_the_autoencoder_on_the_model_grid(spade_channels):
+    ae = _autoencoder(spade_channels)
+    rec = reconstructed(_ct(), _seg(), ae, SPEC, device="cpu")
     assert rec.shape == SPEC.shape
     assert -1024.0 <= rec.data.min() and rec.data.max() <= 1600.0
     assert not np.allclose(rec.data, on_model_grid(_ct(), SPEC).data, atol=50.0)
+    # only a SPADE decoder reads the label map: another mask changes its reconstruction
+    other = reconstructed(_ct(), _seg(20.0), ae, SPEC, device="cpu")
+    assert np.allclose(rec.data, other.data) == (spade_channels == 0)
 
 
 def test_resizing_through_the_generators_image_size_removes_fine_detail():

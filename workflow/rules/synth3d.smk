@@ -168,6 +168,7 @@ rule render_drr_recon:
     input:
         checked=CHECKED,
         ct=subject_file("ct"),
+        seg=subject_file("segmentation"),
         landmarks=subject_file("landmarks"),
         autoencoder=rules.train_synth3d_autoencoder.output,
     output:
@@ -190,7 +191,7 @@ rule render_drr_recon:
         settings=render_settings("drr"),
     shell:
         "python -m xrayfactory --threads {threads} render-drr-recon"
-        " --subject {wildcards.subject} --fold {wildcards.fold} --ct {input.ct}"
+        " --subject {wildcards.subject} --fold {wildcards.fold} --ct {input.ct} --seg {input.seg}"
         " --landmarks {input.landmarks} --autoencoder {input.autoencoder} --out {output}"
         " --settings {params.settings:q} 2> {log}"
 

@@ -97,7 +97,7 @@ def render_drr_grid(a: argparse.Namespace) -> None:
 def render_drr_recon(a: argparse.Namespace) -> None:
     from xrayfactory.synth3d.jobs import render_drr_recon as job
 
-    job(a.fold, a.subject, a.ct, a.landmarks, a.autoencoder, a.out, *_render(a.settings))
+    job(a.fold, a.subject, a.ct, a.seg, a.landmarks, a.autoencoder, a.out, *_render(a.settings))
 
 
 def synth3d_quality(a: argparse.Namespace) -> None:
@@ -177,7 +177,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "render-drr-recon", help="control drr_recon: DRRs of a CT's autoencoder reconstruction"
     )
     p.add_argument("--fold", type=int, required=True)
-    for flag in ("--subject", "--ct", "--landmarks", "--autoencoder", "--out"):
+    for flag in ("--subject", "--ct", "--seg", "--landmarks", "--autoencoder", "--out"):
         p.add_argument(flag, required=True)
     add_settings(p)
     p.set_defaults(handler=render_drr_recon)

@@ -13,11 +13,11 @@ applies one of those (synth2d's control is `synth2d.controls`):
 from __future__ import annotations
 
 import torch
-from monai.networks.nets import AutoencoderKL
 
 from xrayfactory.cohort.volumes import Volume
 from xrayfactory.core.device import pick_device
-from xrayfactory.synth3d.ctgrid import GridSpec, grid_hu, normalise_hu, to_hu
+from xrayfactory.synth3d.ctgrid import GridSpec, grid_hu, normalise_hu, to_hu, training_pair
+from xrayfactory.synth3d.model import mask_args
 
 
 def on_model_grid(ct: Volume, spec: GridSpec) -> Volume:
@@ -28,12 +28,14 @@ def on_model_grid(ct: Volume, spec: GridSpec) -> Volume:
 
 @torch.no_grad()
 def reconstructed(
-    ct: Volume, autoencoder: AutoencoderKL, spec: GridSpec, *, device: str = "auto"
+    ct: Volume, seg: Volume, autoencoder: torch.nn.Module, spec: GridSpec, *, device: str = "auto"
 ) -> Volume:
-    """The CT on the model grid after a synth3d autoencoder (encode to the latent mean,
-    decode): what the 3D generator could at best reproduce of it."""
+    """The CT on the model grid after a synth3d autoencoder (encode to the latent mean, decode;
+    a SPADE decoder reads the CT's own mask condition): what the 3D generator could at best
+    reproduce of it."""
     dev = pick_device(device)
     grid = on_model_grid(ct, spec)
-    x = torch.as_tensor(normalise_hu(grid.data, spec))[None, None].to(dev)
-    rec = autoencoder.to(dev).reconstruct(x)[0, 0].float().cpu().numpy()
+    x, cond = (torch.as_tensor(v)[None].to(dev) for v in training_pair(ct, seg, spec))
+    ae = autoencoder.to(dev)
+    rec = ae.reconstruct(x, *mask_args(ae, cond))[0, 0].float().cpu().numpy()
     return Volume(to_hu(rec, spec), grid.affine)

@@ -89,9 +89,11 @@ def train_synth3d_autoencoder(
     device: str,
 ) -> None:
     """The fold's 3D autoencoder, trained on its training CTs."""
-    volumes, _ = data.training_data(spec)
+    volumes, conditions = data.training_data(spec)
     log.info("training the synth3d autoencoder of fold %d on %d CTs", data.fold, len(volumes))
-    train_autoencoder(volumes, spec, settings, run, Path(out), meta=data.meta(), device=device)
+    train_autoencoder(
+        volumes, conditions, spec, settings, run, Path(out), meta=data.meta(), device=device
+    )
 
 
 def train_synth3d_diffusion(
@@ -240,6 +242,7 @@ def render_drr_recon(
     fold: int,
     subject: str,
     ct: PathLike,
+    seg: PathLike,
     landmarks: PathLike,
     autoencoder: PathLike,
     out: PathLike,
@@ -248,7 +251,8 @@ def render_drr_recon(
     device: str,
 ) -> None:
     """Control `drr_recon`: the subject's `drr` views of the fold's autoencoder reconstruction
-    of its CT (the autoencoder must have trained on the subject)."""
+    of its CT (the autoencoder must have trained on the subject; a SPADE decoder reads the
+    subject's label map)."""
     ae, _, spec, _, meta = load_autoencoder(autoencoder)
     if meta.get("fold") != fold or subject not in meta.get("subjects", []):
         raise InputError(autoencoder, f"trained on {meta}, not on subject {subject} of fold {fold}")
@@ -258,7 +262,7 @@ def render_drr_recon(
         "generator": "{drr} of the fold's synth3d autoencoder reconstruction of the CT",
         "fold": fold,
     }
-    rec = reconstructed(ct_volume, ae, spec, device=device)
+    rec = reconstructed(ct_volume, load_segmentation(seg, ct_volume, ct), ae, spec, device=device)
     write_imageset(out, drr_imageset("drr_recon", subject, rec, lm, plan, drr, device, attrs))
 
 

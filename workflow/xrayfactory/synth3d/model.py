@@ -1,14 +1,17 @@
 """The `synth3d` generator: a mask-conditioned 3D latent diffusion model (MONAI) that makes CTs.
 
 Stage 1, a 3D AutoencoderKL, learns normalised HU on random patches of the fold's training CTs
-(L1 + KL), so memory does not grow with the volume. Stage 2, a 3D DiffusionModelUNet, learns the
-DDPM objective (epsilon, v or sample prediction) on the frozen autoencoder's scaled latents with
-MONAI's DiffusionInferer, the mask condition (ctgrid.condition, averaged to the latent grid)
-concatenated to the noisy latent. Sampling runs MONAI's LatentDiffusionInferer with DDIM (or
-DDPM) and decodes to HU.
-Both stages checkpoint every `checkpoint_every` steps and on SIGTERM, and resume to the same
-weights as an uninterrupted run (batches, crops, timesteps and noise are keyed by (seed, step)).
-On CUDA they use bfloat16 autocast and activation checkpointing.
+(L1 + KL), so memory does not grow with the volume. With `spade_channels` > 0 it is MONAI's
+SPADEAutoencoderKL instead (brainSPADE): its decoder also reads the mask condition at full
+resolution, so the label maps place the anatomy and the latent carries the rest.
+Stage 2, a 3D DiffusionModelUNet, learns the DDPM objective (epsilon, v or sample prediction) on
+the frozen autoencoder's scaled latents with MONAI's DiffusionInferer, the mask condition
+(ctgrid.condition, averaged to the latent grid) concatenated to the noisy latent. Sampling runs
+MONAI's LatentDiffusionInferer with DDIM (or DDPM) and decodes to HU.
+Both stages learn on a one-cycle learning-rate schedule, checkpoint every `checkpoint_every`
+steps and on SIGTERM, and resume to the same weights as an uninterrupted run (batches, crops,
+timesteps and noise are keyed by (seed, step)). On CUDA they use bfloat16 autocast, and the
+plain autoencoder activation checkpointing (MONAI's SPADE autoencoder has none).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.inferers import DiffusionInferer, LatentDiffusionInferer
-from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
+from monai.networks.nets import AutoencoderKL, DiffusionModelUNet, SPADEAutoencoderKL
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 from xrayfactory.core.checkpoints import load_final, restore
@@ -51,6 +54,7 @@ class AutoencoderSettings:
     batch_size: int = 2
     learning_rate: float
     kl_weight: float = 1e-6
+    spade_channels: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,23 +114,36 @@ def _groups(channels: tuple[int, ...]) -> int:
     return int(np.gcd.reduce(channels)) if min(channels) < 32 else 32
 
 
-def build_autoencoder(a: AutoencoderSettings, *, checkpointing: bool = False) -> AutoencoderKL:
-    """The autoencoder, its weights channels-last (oneDNN's 3D convolutions on a CPU: about 1.5x
-    faster training steps at the demo's size)."""
-    net = AutoencoderKL(
-        spatial_dims=3,
-        in_channels=1,
-        out_channels=1,
-        channels=a.channels,
-        latent_channels=a.latent_channels,
-        num_res_blocks=1,
-        attention_levels=(False,) * len(a.channels),
-        norm_num_groups=_groups(a.channels),
-        with_encoder_nonlocal_attn=False,
-        with_decoder_nonlocal_attn=False,
-        use_checkpoint=checkpointing,
-    )
+def build_autoencoder(
+    a: AutoencoderSettings, n_condition: int, *, checkpointing: bool = False
+) -> AutoencoderKL | SPADEAutoencoderKL:
+    """The autoencoder (SPADE decoder reading `n_condition` mask channels when
+    a.spade_channels > 0), its weights channels-last (oneDNN's 3D convolutions on a CPU: about
+    1.5x faster training steps at the demo's size)."""
+    common = {
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 1,
+        "channels": a.channels,
+        "latent_channels": a.latent_channels,
+        "num_res_blocks": 1,
+        "attention_levels": (False,) * len(a.channels),
+        "norm_num_groups": _groups(a.channels),
+        "with_encoder_nonlocal_attn": False,
+        "with_decoder_nonlocal_attn": False,
+    }
+    if a.spade_channels:
+        net = SPADEAutoencoderKL(
+            label_nc=n_condition, spade_intermediate_channels=a.spade_channels, **common
+        )
+    else:
+        net = AutoencoderKL(use_checkpoint=checkpointing, **common)
     return net.to(memory_format=torch.channels_last_3d)
+
+
+def mask_args(net: torch.nn.Module, condition: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The extra decoder argument of a SPADE autoencoder: the (B, C, *shape) condition."""
+    return (condition,) if isinstance(net, SPADEAutoencoderKL) else ()
 
 
 def build_unet(
@@ -193,18 +210,23 @@ def _fit(
     r: Runtime,
     what: str,
 ) -> TrainingRun:
-    """Adam on `loss_at(step)` for `n_steps` (core.training: resumable when `key` matches);
-    the run, for its final checkpoint."""
+    """Adam on `loss_at(step)` for `n_steps`, the learning rate on a one-cycle schedule (10%
+    warm-up to `learning_rate`, cosine decay), so the last weights are not a high-rate draw
+    (core.training: resumable when `key` matches); the run, for its final checkpoint."""
     opt = torch.optim.Adam(net.parameters(), lr=learning_rate, fused=True)
-    run = TrainingRun(out, key, what, n_steps, r.checkpoint_every, {"model": net, "optimizer": opt})
-    run.fit(net, lambda step: optimiser_step(opt, loss_at(step)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=learning_rate, total_steps=n_steps, pct_start=0.1
+    )
+    states = {"model": net, "optimizer": opt, "schedule": sched}
+    run = TrainingRun(out, key, what, n_steps, r.checkpoint_every, states)
+    run.fit(net, lambda step: optimiser_step(opt, loss_at(step), sched))
     return run
 
 
 def _crops(
     volumes: torch.Tensor, patch: tuple[int, int, int], batch: int, rng: np.random.Generator
 ) -> torch.Tensor:
-    """`batch` random patches (B, 1, *patch) from (N, 1, *shape) volumes."""
+    """`batch` random patches (B, C, *patch) from (N, C, *shape) volumes."""
     shape = volumes.shape[2:]
     out = []
     for _ in range(batch):
@@ -230,6 +252,7 @@ def encode(
 
 def train_autoencoder(
     volumes: np.ndarray,
+    conditions: np.ndarray,
     spec: GridSpec,
     a: AutoencoderSettings,
     r: Runtime,
@@ -238,7 +261,8 @@ def train_autoencoder(
     meta: dict,
     device: str = "cpu",
 ) -> None:
-    """Train on (N, 1, *shape) normalised CTs; write weights and the latent scale factor."""
+    """Train on (N, 1, *shape) normalised CTs (and their (N, C, *shape) mask conditions, which
+    a SPADE decoder reads); write weights and the latent scale factor."""
     if tuple(volumes.shape[2:]) != spec.shape:
         raise InputError(out, f"volumes are {volumes.shape[2:]}, expected {spec.shape}")
     if any(p > s for p, s in zip(a.patch, spec.shape, strict=True)):
@@ -247,15 +271,17 @@ def train_autoencoder(
     torch.manual_seed(r.seed)
     dev = pick_device(device)
     use_ckpt = r.activation_checkpointing and dev.type == "cuda"
-    net = build_autoencoder(a, checkpointing=use_ckpt).to(dev)
+    net = build_autoencoder(a, conditions.shape[1], checkpointing=use_ckpt).to(dev)
     x_all = torch.as_tensor(volumes)
+    xc_all = torch.cat([x_all, torch.as_tensor(conditions)], dim=1)
 
     def loss_at(step: int) -> torch.Tensor:
         rng = rng_for(r.seed, "synth3d-ae", step)
-        x = _crops(x_all, a.patch, a.batch_size, rng).to(dev)
+        xc = _crops(xc_all, a.patch, a.batch_size, rng).to(dev)
+        x, c = xc[:, :1], xc[:, 1:]
         torch.manual_seed(int(rng.integers(2**62)))  # the latent sampling noise
         with _autocast(dev, r.mixed_precision):
-            rec, mu, sigma = net(x)
+            rec, mu, sigma = net(x, *mask_args(net, c))
         return F.l1_loss(rec.float(), x) + a.kl_weight * _kl(mu.float(), sigma.float())
 
     key = {"digest": _digest(spec, a, r), "meta": meta}
@@ -285,12 +311,13 @@ def _spec(d: dict) -> GridSpec:
 
 def load_autoencoder(
     path: str | os.PathLike,
-) -> tuple[AutoencoderKL, float, GridSpec, AutoencoderSettings, dict]:
+) -> tuple[AutoencoderKL | SPADEAutoencoderKL, float, GridSpec, AutoencoderSettings, dict]:
     """Weights (eval mode, CPU), latent scale factor, grid and settings of a trained autoencoder."""
     ckpt = load_final(path, "synth3d autoencoder", {"model", "scale_factor", "grid", "autoencoder"})
     a = _fields(AutoencoderSettings, ckpt["autoencoder"])
-    net = restore(build_autoencoder(a), ckpt, torch.device("cpu"))
-    return net, float(ckpt["scale_factor"]), _spec(ckpt["grid"]), a, ckpt.get("meta", {})
+    spec = _spec(ckpt["grid"])
+    net = restore(build_autoencoder(a, len(spec.channels)), ckpt, torch.device("cpu"))
+    return net, float(ckpt["scale_factor"]), spec, a, ckpt.get("meta", {})
 
 
 def _target(sched: DDPMScheduler, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
@@ -406,6 +433,7 @@ class Synth3D:
                     conditioning=c.to(self.device),
                     mode="concat",
                     verbose=False,
+                    seg=cond.to(self.device),  # read by a SPADE decoder only
                 )
             out.append(x.float().clamp(0, 1)[:, 0].cpu().numpy())
             if progress is not None:
