@@ -16,7 +16,14 @@ import torch
 
 from xrayfactory.cohort.volumes import Volume
 from xrayfactory.core.device import pick_device
-from xrayfactory.synth3d.ctgrid import GridSpec, grid_hu, normalise_hu, to_hu, training_pair
+from xrayfactory.synth3d.ctgrid import (
+    GridSpec,
+    grid_hu,
+    model_affine,
+    normalise_hu,
+    to_hu,
+    training_pair,
+)
 from xrayfactory.synth3d.model import mask_args
 
 
@@ -34,8 +41,7 @@ def reconstructed(
     a SPADE decoder reads the CT's own mask condition): what the 3D generator could at best
     reproduce of it."""
     dev = pick_device(device)
-    grid = on_model_grid(ct, spec)
     x, cond = (torch.as_tensor(v)[None].to(dev) for v in training_pair(ct, seg, spec))
     ae = autoencoder.to(dev)
     rec = ae.reconstruct(x, *mask_args(ae, cond))[0, 0].float().cpu().numpy()
-    return Volume(to_hu(rec, spec), grid.affine)
+    return Volume(to_hu(rec, spec), model_affine(ct, spec))
