@@ -33,6 +33,17 @@ def test_push_inverts_pull(demo_ct):
     assert warp.min_jacobian() > 0.2
 
 
+def test_grid_displacement_is_the_spline_at_every_voxel(demo_ct):
+    ct, _ = demo_ct
+    warp = Warp(ct, DeformationParams(displacement_sd_mm=5), np.random.default_rng(3))
+    grid = warp.grid_displacement()
+    assert grid.shape == (*ct.shape, 3)
+    idx = np.indices(ct.shape).reshape(3, -1).T
+    pointwise = warp.displacement(ct.voxel_to_world(idx)).reshape(grid.shape)
+    assert np.abs(pointwise).max() > 1  # a real displacement, not zeros on both sides
+    assert np.allclose(grid, pointwise, atol=1e-9)
+
+
 def test_zero_deformation_is_identity(demo_ct):
     ct, seg = demo_ct
     params = DeformationParams(

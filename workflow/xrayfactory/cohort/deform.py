@@ -90,17 +90,45 @@ class Warp:
         )
         return float(np.linalg.det(jac).min())
 
+    def grid_displacement(self) -> np.ndarray:
+        """u at every voxel of the grid, (*shape, 3) mm: the cubic B-spline is a tensor product,
+        so it is a product of one small weight matrix per axis (the same values as
+        `displacement` at the voxels, without a spline evaluation per voxel)."""
+        weights = [
+            _spline_weights(n_ctrl, n_vox, scale)
+            for n_ctrl, n_vox, scale in zip(
+                self._coeff[0].shape, self.grid.shape, self._ctrl_scale, strict=True
+            )
+        ]
+        return np.stack(
+            [np.einsum("abc,ia,jb,kc->ijk", c, *weights, optimize=True) for c in self._coeff], -1
+        )
+
     @functools.cached_property
     def _sources(self) -> np.ndarray:
         """phi(x) for every voxel x of the grid, (N, 3) world points: shared by the volumes."""
-        idx = np.indices(self.grid.shape).reshape(3, -1).T
-        return self.pull(self.grid.voxel_to_world(idx))
+        x = self.grid.voxel_to_world(np.indices(self.grid.shape).reshape(3, -1).T)
+        linear = self.centre + (x - self.centre) @ self.linear.T
+        return linear + self.grid_displacement().reshape(-1, 3)
 
     def resample(self, volume: Volume, *, order: int) -> np.ndarray:
         """Volume values at phi(x) for every voxel x of the grid (edge values outside)."""
         src = volume.world_to_voxel(self._sources).T
         out = ndi.map_coordinates(volume.data, src, order=order, mode="nearest")
         return out.reshape(self.grid.shape)
+
+
+def _spline_weights(n_ctrl: int, n_vox: int, scale: float) -> np.ndarray:
+    """(n_vox, n_ctrl): the weight of each control point at each voxel along one axis (the 1D
+    spline of each unit coefficient vector, with `displacement`'s order, mode and scale)."""
+    at = np.arange(n_vox, dtype=float)[None] * scale
+    return np.stack(
+        [
+            ndi.map_coordinates(unit, at, order=3, mode="nearest", prefilter=False)
+            for unit in np.eye(n_ctrl)
+        ],
+        axis=1,
+    )
 
 
 def draw_warp(grid: Volume, params: DeformationParams, rng: np.random.Generator) -> Warp:
