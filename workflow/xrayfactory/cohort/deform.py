@@ -57,10 +57,14 @@ class Warp:
             axis=1,
         )
 
+    def _affine(self, points: np.ndarray) -> np.ndarray:
+        """c + A (x - c): phi without its displacement."""
+        return self.centre + (points - self.centre) @ self.linear.T
+
     def pull(self, points: np.ndarray) -> np.ndarray:
         """phi: output world points -> input world points."""
         points = np.asarray(points, float)
-        return self.centre + (points - self.centre) @ self.linear.T + self.displacement(points)
+        return self._affine(points) + self.displacement(points)
 
     def push(self, points: np.ndarray, *, tol_mm: float = 1e-4, max_iter: int = 200) -> np.ndarray:
         """phi^-1: where input world points land in the output (fixed-point iteration)."""
@@ -108,8 +112,7 @@ class Warp:
     def _sources(self) -> np.ndarray:
         """phi(x) for every voxel x of the grid, (N, 3) world points: shared by the volumes."""
         x = self.grid.voxel_to_world(np.indices(self.grid.shape).reshape(3, -1).T)
-        linear = self.centre + (x - self.centre) @ self.linear.T
-        return linear + self.grid_displacement().reshape(-1, 3)
+        return self._affine(x) + self.grid_displacement().reshape(-1, 3)
 
     def resample(self, volume: Volume, *, order: int) -> np.ndarray:
         """Volume values at phi(x) for every voxel x of the grid (edge values outside)."""
