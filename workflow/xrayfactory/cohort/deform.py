@@ -19,6 +19,10 @@ from scipy.spatial.transform import Rotation
 from xrayfactory.cohort.volumes import Volume
 from xrayfactory.core.errors import InputError
 
+# How the displacement's spline is evaluated from its (prefiltered) coefficients: pointwise and
+# on the whole grid alike.
+_SPLINE = {"order": 3, "mode": "nearest", "prefilter": False}
+
 
 @dataclass(frozen=True, kw_only=True)
 class DeformationParams:
@@ -50,10 +54,7 @@ class Warp:
         """u at world points (N, 3) -> (N, 3) mm."""
         ctrl = (self.grid.world_to_voxel(points) * self._ctrl_scale).T
         return np.stack(
-            [
-                ndi.map_coordinates(c, ctrl, order=3, mode="nearest", prefilter=False)
-                for c in self._coeff
-            ],
+            [ndi.map_coordinates(c, ctrl, **_SPLINE) for c in self._coeff],
             axis=1,
         )
 
@@ -123,13 +124,10 @@ class Warp:
 
 def _spline_weights(n_ctrl: int, n_vox: int, scale: float) -> np.ndarray:
     """(n_vox, n_ctrl): the weight of each control point at each voxel along one axis (the 1D
-    spline of each unit coefficient vector, with `displacement`'s order, mode and scale)."""
+    spline of each unit coefficient vector, at `displacement`'s control-grid scale)."""
     at = np.arange(n_vox, dtype=float)[None] * scale
     return np.stack(
-        [
-            ndi.map_coordinates(unit, at, order=3, mode="nearest", prefilter=False)
-            for unit in np.eye(n_ctrl)
-        ],
+        [ndi.map_coordinates(unit, at, **_SPLINE) for unit in np.eye(n_ctrl)],
         axis=1,
     )
 
