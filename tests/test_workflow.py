@@ -101,9 +101,11 @@ def test_laptop_configuration_is_the_demo_with_generators_trained_longer(tmp_pat
     assert set(yaml.safe_load(laptop.read_text())) == {"synth2d", "synth3d"}
     workdir = study_dir(tmp_path, yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert planned_jobs(workdir, "--configfile", str(laptop)) == planned_jobs(workdir)
-    r = run(workdir, "results/synth2d/fold0/model.pt", "-n", "-p", "--configfile", str(laptop))
+    args = ("-n", "-p", "--cores", "2", "--configfile", str(laptop))
+    r = run(workdir, "results/synth2d/fold0/model.pt", *args)
     assert r.returncode == 0, r.stderr
-    assert '"train_steps": 6000' in r.stdout and '"channels": [16, 32, 64, 64]' in r.stdout
+    assert '"train_steps": 12000' in r.stdout and '"channels": [16, 32, 64, 64]' in r.stdout
+    assert "--threads 2 train-synth2d" in r.stdout
 
 
 def test_generators_never_see_test_subjects(tmp_path):
