@@ -225,6 +225,16 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
                 assert f.attrs["arm"] == control.split("/")[0]
     with h5py.File(res / "imagesets" / "real_resized" / "demo01.h5") as f:
         assert f["images"].shape == (3, 32, 32) and f.attrs["arm"] == "real_resized"
+
+    # each control trains on its parent arm's images (3 of each of 2 subjects, 4 drawn)
+    def trained_ids(arm: str, fold: int) -> list[str]:
+        model = res / "detector" / arm / f"fold{fold}" / "seed0" / "model.pt"
+        return torch.load(model, weights_only=False)["meta"]["image_ids"]
+
+    for parent, controls in (("drr", ("drr_grid", "drr_recon")), ("real", ("real_resized",))):
+        for fold in (0, 1):
+            ids = trained_ids(parent, fold)
+            assert len(ids) == 4 and all(trained_ids(c, fold) == ids for c in controls)
     quality = pd.read_csv(res / "report" / "synth3d_quality.csv")
     assert quality.fold.tolist() == ["0"] * 4 + ["1"] * 4 + ["mean"] * 2
     assert quality.kind.tolist() == ["real", "real", "generated", "generated"] * 2 + [

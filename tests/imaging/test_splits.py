@@ -96,3 +96,21 @@ def test_generated_arms_take_their_images_in_generation_order_across_volumes():
     assert set(ids) < set(more) and sorted(more) == [f"v{v}/{k}" for v in (0, 1) for k in range(4)]
     with pytest.raises(InputError, match="arm synth3d, fold 0: 12 generated images, fewer than "):
         arm_training_set("synth3d", 0, [], two_parts, 13, seed=0)
+
+
+def test_controls_train_on_their_parent_arms_images():
+    """drr_grid and drr_recon take the `drr` detector's image ids and real_resized the `real`
+    detector's (each control differs from its parent only in what it isolates), also in the
+    realism sample; a pool larger than the training set makes the draw matter."""
+    train = ["b", "c"]
+    s = _set(n=30)
+    s.subject = np.array(["a", "b", "c"] * 10)
+    for parent, controls in (("drr", ("drr_grid", "drr_recon")), ("real", ("real_resized",))):
+        _, ids = arm_training_set(parent, 0, train, s, 12, 3)
+        for control in controls:
+            assert arm_training_set(control, 0, train, s, 12, 3)[1] == ids
+    other_seed = arm_training_set("drr_grid", 0, train, s, 12, 4)[1]
+    assert other_seed != arm_training_set("drr_grid", 0, train, s, 12, 3)[1]
+    drr = realism_sample("drr", 0, train, s, 8, 12, 3)
+    grid = realism_sample("drr_grid", 0, train, s, 8, 12, 3)
+    np.testing.assert_array_equal(drr.images, grid.images)

@@ -12,6 +12,9 @@ from xrayfactory.imaging.imageset import DATASETS, ImageSet, concatenate, read_i
 
 # arms made per fold, to order: their training sets take images in the order they were made
 GENERATED = ("synth2d", "synth3d")
+# a control draws its parent arm's images (the same ids), so that it differs from that arm only
+# in what it isolates: the synth3d grid or autoencoder (drr), the synth2d image size (real)
+SELECTS_AS = {"drr_grid": "drr", "drr_recon": "drr", "real_resized": "real"}
 
 
 def subset(s: ImageSet, idx: np.ndarray) -> ImageSet:
@@ -80,11 +83,12 @@ def arm_training_set(
     n_default: int | None = None,
 ) -> tuple[ImageSet, list[str]]:
     """The `n` images arm `arm`'s detector of seed `seed` trains on in fold `fold` (the same
-    selection for its training, the synth2d generator's (arm real) and realism) and their image
-    ids: images of the fold's training subjects only, whatever else the pool holds. Generated
-    arms hold one fold each and give their first `n` images in generation order (the same for
-    every seed: the generator's seed drew them). `n_default` (default `n`): the default
-    training set's size, whose draw starts every size's selection order."""
+    selection for its training, the synth2d generator's (arm real) and realism; a control takes
+    its parent's, SELECTS_AS) and their image ids: images of the fold's training subjects only,
+    whatever else the pool holds. Generated arms hold one fold each and give their first `n`
+    images in generation order (the same for every seed: the generator's seed drew them).
+    `n_default` (default `n`): the default training set's size, whose draw starts every size's
+    selection order."""
     candidates = sorted(train_subjects)
     where = f"arm {arm}, fold {fold}"
     ids = image_ids(pool.subject)
@@ -99,7 +103,7 @@ def arm_training_set(
             raise InputError(where, f"{len(pool)} generated images, fewer than the {n} asked for")
         idx = np.sort(generation_order(ids)[:n])
     else:
-        key = (seed, "select", arm, fold)
+        key = (seed, "select", SELECTS_AS.get(arm, arm), fold)
         idx = selection(pool, candidates, n, n_default or n, key, where)
     return subset(pool, idx), ids[idx].tolist()
 
@@ -122,7 +126,8 @@ def realism_sample(
         chosen = subset(pool, np.flatnonzero(unseen))
     if len(chosen) < n:
         return None
-    idx = np.sort(rng_for(seed, "realism", arm, fold).choice(len(chosen), n, replace=False))
+    rng = rng_for(seed, "realism", SELECTS_AS.get(arm, arm), fold)
+    idx = np.sort(rng.choice(len(chosen), n, replace=False))
     return subset(chosen, idx)
 
 
