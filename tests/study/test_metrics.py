@@ -2,8 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xrayfactory.detection.predictions import with_errors
+from tests.imaging.test_imageset import _set
+from xrayfactory.detection.predictions import prediction_table, with_errors
 from xrayfactory.study.metrics import cells, cluster_bootstrap, paired_vs, per_fold, summary
+from xrayfactory.study.report import StatsSettings, cumulative_curve, metrics_table, scaling_table
 
 T = [5.0, 20.0]
 
@@ -158,3 +160,77 @@ def test_per_fold_table_shows_each_fold_and_the_seed_spread():
     assert table.fold.tolist() == [0, 1] and (table.n_images == 20).all()
     assert table.mean_mm.iloc[1] - table.mean_mm.iloc[0] == pytest.approx(10.0, abs=0.5)
     assert table.seed_sd_mm.tolist() == pytest.approx([np.sqrt(0.5)] * 2, abs=0.2)
+
+
+def test_rates_without_anything_to_count_are_empty_not_zero():
+    """No invisible landmark: the false-positive rate cannot be measured (it was shown as
+    0.00); no visible one: neither can the detection rate."""
+    all_visible = _summary(with_errors(_rows("real", [1.0, 2.0])))
+    assert all_visible["detection_rate"] == 1.0 and np.isnan(all_visible["false_positive_rate"])
+    none_visible = with_errors(_rows("real", [1.0, 2.0], visible=[False, False]))
+    s = _summary(none_visible)
+    assert np.isnan(s["detection_rate"]) and s["false_positive_rate"] == 1.0
+
+
+def test_an_unannotated_landmark_in_the_image_is_no_false_positive():
+    """A label the ground truth lacks (DeepFluoro: not annotated, placed where P projects it,
+    inside the image) is unknown: finding it is neither a false nor a true negative, as in
+    training; one outside the image is a true absence."""
+    test = _set(n=2, size=8)
+    test.landmarks[:] = [[[3.0, 3.0], [3.0, 3.0]], [[3.0, 3.0], [20.0, 3.0]]]
+    test.visible[:] = [[True, False], [True, False]]  # (1, B) unannotated, (2, B) outside
+    test.attrs["magnification"] = 2.0
+    found = np.ones((2, 2), bool)
+    table = prediction_table("real", 0, 0, test, np.array(["s0/0", "s1/0"]), test.landmarks,
+                             found.astype(float), found)  # fmt: skip
+    assert table.known.tolist() == [True, False, True, True]
+    s = _summary(with_errors(table))
+    assert (s["tp"], s["fp"], s["tn"]) == (2, 1, 0) and s["false_positive_rate"] == 1.0
+
+
+def test_the_interval_says_how_many_clusters_it_rests_on():
+    """An arm that finds nothing in 3 of 5 images: its error interval rests on 2 clusters."""
+    found = np.array([[True], [True], [False], [False], [False]])
+    s = _summary(with_errors(_grid("real", np.arange(1.0, 6.0)[:, None], found)))
+    assert s["n_clusters"] == 2 and s["n_images"] == 5
+
+
+def _detector_that_misses(rng: np.random.Generator) -> pd.DataFrame:
+    """`real` (80 images) finds everything; `real@40`, with the same error per landmark
+    (easy ~3 mm, hard ~10 mm), misses 70% of the hard ones."""
+    typical = np.r_[np.full(5, 3.0), np.full(5, 10.0)]
+    err = typical * rng.uniform(0.8, 1.2, (200, 10))
+    found = np.ones(err.shape, bool)
+    misses = found.copy()
+    misses[:, 5:] = rng.random((200, 5)) < 0.3
+    return with_errors(pd.concat([_grid("real", err, found), _grid("real@40", err, misses)]))
+
+
+def test_scaling_shows_what_a_smaller_set_misses():
+    """Mean error over the landmarks found makes the detector that misses look better; the
+    scaling table puts success (a miss fails, with its interval) and detection beside it, and
+    `real` is not compared with itself."""
+    df = _detector_that_misses(np.random.default_rng(4))
+    stats = StatsSettings(thresholds_mm=T, n_boot=500, min_subject_clusters=20)
+    sets = {"real": {"real": 80}, "real@40": {"real": 40}}
+    table = metrics_table(df, cells(df, T), stats, "real", sets).set_index("arm")
+    assert table.mean_mm["real@40"] < table.mean_mm["real"]  # what the error alone shows
+    assert set(table.compared_with) == {""} and "diff_mean_mm" not in table
+    scaling = scaling_table(table.reset_index(), sets, T).set_index("arm")
+    assert scaling.n_train.tolist() == [40, 80] and set(scaling.line) == {"real"}
+    assert scaling.detection_rate["real@40"] == pytest.approx(0.65, abs=0.03)
+    assert scaling.success_20mm["real@40"] == pytest.approx(scaling.detection_rate["real@40"])
+    assert scaling.success_20mm_ci95_high["real@40"] < scaling.success_20mm_ci95_low["real"]
+
+
+def test_cumulative_curve_levels_off_at_the_detection_rate():
+    """Fractions of the visible landmarks: a detector that misses reaches only its detection
+    rate, and is never above one that finds the same landmarks as well and more."""
+    c = cells(_detector_that_misses(np.random.default_rng(5)), T)
+    e_all, f_all = cumulative_curve(c, "real")
+    e_miss, f_miss = cumulative_curve(c, "real@40")
+    assert f_all[-1] == 1.0 and f_miss[-1] == pytest.approx(0.65, abs=0.03)
+    at_5mm = [
+        f[np.searchsorted(e, 5.0, side="right") - 1] for e, f in ((e_all, f_all), (e_miss, f_miss))
+    ]
+    assert at_5mm[0] == pytest.approx(at_5mm[1], abs=0.01) == 0.5

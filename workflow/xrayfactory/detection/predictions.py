@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from xrayfactory.imaging.geometry import in_image
 from xrayfactory.imaging.imageset import ImageSet
 
 PRED_COLUMNS = [
@@ -18,6 +19,7 @@ PRED_COLUMNS = [
     "gt_col",
     "gt_row",
     "visible",
+    "known",
     "pred_col",
     "pred_row",
     "score",
@@ -37,9 +39,14 @@ def prediction_table(
     scores: np.ndarray,
     found: np.ndarray,
 ) -> pd.DataFrame:
-    """Predictions (N, L, 2), scores and found flags (N, L) on a test set -> PRED_COLUMNS rows."""
+    """Predictions (N, L, 2), scores and found flags (N, L) on a test set -> PRED_COLUMNS rows.
+    `known`: the ground truth says where the landmark is, in the image or outside it (an
+    unannotated landmark that projects into the image is unknown, as in training)."""
     names = list(test.attrs["landmark_names"])
     n, n_lm = test.visible.shape
+    rows, cols = test.images.shape[1:]
+    lm = test.landmarks
+    known = np.isfinite(lm).all(-1) & (test.visible | ~in_image(lm, rows, cols))
     return pd.DataFrame(
         {
             "arm": arm,
@@ -51,6 +58,7 @@ def prediction_table(
             "gt_col": test.landmarks[..., 0].ravel(),
             "gt_row": test.landmarks[..., 1].ravel(),
             "visible": test.visible.ravel(),
+            "known": known.ravel(),
             "pred_col": pts[..., 0].ravel(),
             "pred_row": pts[..., 1].ravel(),
             "score": scores.ravel(),
@@ -65,6 +73,8 @@ def with_errors(df: pd.DataFrame) -> pd.DataFrame:
     """Add err_px, err_mm (at the detector) and err_mm_iso (at the isocentre), NaN where the
     landmark is not both visible and found."""
     df = df.copy()
+    if "known" not in df:  # tables written before the column: every label taken as known
+        df["known"] = True
     ok = df.visible.astype(bool) & df.found.astype(bool)
     px = np.hypot(df.pred_col - df.gt_col, df.pred_row - df.gt_row)
     df["err_px"] = np.where(ok, px, np.nan)

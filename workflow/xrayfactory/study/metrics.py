@@ -1,9 +1,10 @@
 """Landmark-detection metrics, visibility-aware as in SyntheX, with clustered statistics.
 
 Predictions tables have one row per (run, test image, landmark): arm, fold, seed, image_id,
-subject, landmark, gt_col, gt_row, visible, pred_col, pred_row, score, found,
+subject, landmark, gt_col, gt_row, visible, known, pred_col, pred_row, score, found,
 pixel_spacing_mm, magnification. A landmark's error counts when its ground truth is in the image
-and the detector found it; missed and spurious detections are counted separately.
+and the detector found it; missed and spurious detections are counted separately, spurious ones
+only where the ground truth puts the landmark outside the image (`known`).
 
 Statistics are computed on *cells*, one per (arm, fold, test image, landmark), averaged over
 seeds first (seeds repeat the same images). Intervals come from a cluster bootstrap that
@@ -92,6 +93,7 @@ def summary(
     clusters = cluster_ids(c, unit)
     lo, hi = cluster_bootstrap(c.err_mm.to_numpy(), clusters, n_boot=n_boot)
     vis, found = df.visible.astype(bool), df.found.astype(bool)
+    absent = ~vis & df.known.astype(bool)  # outside the image, not merely unannotated
     visible_cells = c[c.visible]
     row = {
         "n_images": c[["fold", "image_id"]].drop_duplicates().shape[0],
@@ -103,25 +105,34 @@ def summary(
         "ci95_low_mm": lo,
         "ci95_high_mm": hi,
         "ci_cluster": unit,
-        "n_clusters": len(np.unique(clusters)),
+        "n_clusters": len(np.unique(clusters[c.err_mm.notna().to_numpy()])),  # the interval's
         "mean_mm_iso": c.err_mm_iso.mean(),
         "median_mm_iso": c.err_mm_iso.median(),
         "mean_px": c.err_px.mean(),
     }
     for t in thresholds_mm:
         # success: a visible landmark found within t mm (a miss is a failure)
-        row[f"success_{t:g}mm"] = visible_cells[f"success_{t:g}mm"].mean()
+        name = f"success_{t:g}mm"
+        row[name] = visible_cells[name].mean()
+        row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = cluster_bootstrap(
+            visible_cells[name].to_numpy(), cluster_ids(visible_cells, unit), n_boot=n_boot
+        )
     row.update(
         {
             "tp": int((vis & found).sum()),
             "fn": int((vis & ~found).sum()),
-            "fp": int((~vis & found).sum()),
-            "tn": int((~vis & ~found).sum()),
+            "fp": int((absent & found).sum()),
+            "tn": int((absent & ~found).sum()),
         }
     )
-    row["detection_rate"] = row["tp"] / max(row["tp"] + row["fn"], 1)
-    row["false_positive_rate"] = row["fp"] / max(row["fp"] + row["tn"], 1)
+    row["detection_rate"] = _rate(row["tp"], row["fn"])
+    row["false_positive_rate"] = _rate(row["fp"], row["tn"])
     return row
+
+
+def _rate(hits: int, misses: int) -> float:
+    """hits / (hits + misses); NaN when there is nothing to count."""
+    return hits / (hits + misses) if hits + misses else np.nan
 
 
 def paired_vs(

@@ -19,6 +19,7 @@ from xrayfactory.imaging.imageset import ImageSet
 from xrayfactory.imaging.splits import image_ids
 from xrayfactory.study.metrics import (
     cells,
+    cluster_ids,
     cluster_unit,
     paired_vs,
     per_fold,
@@ -37,7 +38,6 @@ ARM_ORDER = [
     "real_resized",
     "synth2d",
 ]
-_DIFFS = ("_diff", "_diff_ci95_low", "_diff_ci95_high")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,14 +72,15 @@ def metrics_table(
     training_sets: dict[str, dict[str, int]],
 ) -> pd.DataFrame:
     """One row per arm: its summary and the paired comparison, on the same cells, with `real`
-    trained on as many images (reference_arm; empty where the study has no such detector)."""
+    trained on as many images (reference_arm; empty where the study has no such detector, and
+    for that detector itself)."""
     unit = cluster_unit(c, stats.min_subject_clusters)
     rows = []
     arms = df.arm.unique().tolist()
     for arm in _ordered(arms):
         reference = reference_arm(arm, training_sets)
         paired = {}
-        if reference in arms:
+        if reference in arms and reference != arm:
             paired = paired_vs(c, arm, reference, stats.thresholds_mm, unit, n_boot=stats.n_boot)
         rows.append(
             {
@@ -154,7 +155,8 @@ def interval_note(unit: str, n_clusters: int, n_boot: int) -> str:
     """How a table's 95% intervals were computed."""
     return (
         f"95% intervals: percentile bootstrap ({n_boot} resamples) of whole test {unit}s "
-        f"({n_clusters} clusters), seeds averaged first"
+        f"({n_clusters} clusters; an arm's error interval rests on those where it found a "
+        f"landmark, `n_clusters` in metrics.csv), seeds averaged first"
     )
 
 
@@ -173,8 +175,8 @@ def write_report(
     c = cells(df, stats.thresholds_mm)
     provenance = test_data_note(bool(test_images.attrs.get("proxy")), cohort_source)
     table = metrics_table(df, c, stats, provenance, training_sets)
-    first = table.iloc[0]
-    intervals = interval_note(first.ci_cluster, first.n_clusters, stats.n_boot)
+    unit = table.ci_cluster.iloc[0]
+    intervals = interval_note(unit, len(np.unique(cluster_ids(c, unit))), stats.n_boot)
     n_test = c[["fold", "image_id"]].drop_duplicates().shape[0]
     caption = (
         f"Landmark error on held-out X-rays ({provenance}): {n_test} "
@@ -187,15 +189,15 @@ def write_report(
     )
     with atomic_path(out / "metrics.csv") as tmp:
         table.to_csv(tmp, index=False)
-    short = table[
-        [
+    short = table.reindex(  # the paired columns are absent where no arm has a comparison
+        columns=[
             "arm",
             "n_images",
             "mean_mm",
             "ci95_low_mm",
             "ci95_high_mm",
             "median_mm",
-            *[c for c in table if c.startswith("success_") and not c.endswith(_DIFFS)],
+            *[f"success_{t:g}mm" for t in stats.thresholds_mm],
             "detection_rate",
             "false_positive_rate",
             "compared_with",
@@ -206,7 +208,7 @@ def write_report(
             "detection_rate_diff",
             "wilcoxon_p",
         ]
-    ]
+    )
     _write(out / "metrics.md", _markdown(short, caption))
     _write(out / "metrics.tex", _latex(short, caption))
     folds = per_fold(df, c, stats.thresholds_mm, n_boot=stats.n_boot)
@@ -221,19 +223,31 @@ def write_report(
     # recipes are in the table and the scaling figure
     arms = [a for a in _ordered(df.arm.unique().tolist()) if set(training_sets.get(a, [a])) == {a}]
     short = provenance.split(" (")[0]  # figure titles: "real" or "proxy-real"
-    scaling = scaling_table(table, training_sets)
+    scaling = scaling_table(table, training_sets, stats.thresholds_mm)
     with atomic_path(out / "scaling.csv") as tmp:
         scaling.to_csv(tmp, index=False)
-    _scaling(scaling, table, short, out / "scaling.png")
+    _scaling(scaling, table, headline_threshold(stats.thresholds_mm), short, out / "scaling.png")
     _cumulative(c, arms, short, out / "cumulative_error.png")
     _per_landmark_bars(lm, arms, short, out / "per_landmark.png")
     _examples(df, arms, test_images, short, out / "examples.png")
     return table
 
 
-def scaling_table(table: pd.DataFrame, training_sets: dict[str, dict[str, int]]) -> pd.DataFrame:
-    """Mean error and its interval against training-set size: one row per detector arm, with
-    its source (`line`: the arm a sweep point samples, or "recipe" for a mixture)."""
+def headline_threshold(thresholds_mm: list[float]) -> float:
+    """The success threshold the scaling figure draws: the middle one."""
+    return sorted(thresholds_mm)[len(thresholds_mm) // 2]
+
+
+def scaling_table(
+    table: pd.DataFrame, training_sets: dict[str, dict[str, int]], thresholds_mm: list[float]
+) -> pd.DataFrame:
+    """Against training-set size, one row per detector arm with its source (`line`: the arm a
+    sweep point samples, or "recipe" for a mixture): the mean error over the landmarks found
+    and beside it what counts the misses, success at each threshold (with its interval) and
+    the detection rate."""
+    bounds = ("", "_ci95_low", "_ci95_high")
+    success = [f"success_{t:g}mm{b}" for t in thresholds_mm for b in bounds]
+    keep = ["mean_mm", "ci95_low_mm", "ci95_high_mm", *success, "detection_rate", "test_data"]
     rows = []
     for r in table.itertuples():
         counts = training_sets.get(r.arm)
@@ -241,63 +255,74 @@ def scaling_table(table: pd.DataFrame, training_sets: dict[str, dict[str, int]])
             continue
         line = next(iter(counts)) if len(counts) == 1 else "recipe"
         rows.append(
-            {
-                "arm": r.arm,
-                "line": line,
-                "n_train": sum(counts.values()),
-                "mean_mm": r.mean_mm,
-                "ci95_low_mm": r.ci95_low_mm,
-                "ci95_high_mm": r.ci95_high_mm,
-                "test_data": r.test_data,
-            }
-        )
+            {"arm": r.arm, "line": line, "n_train": sum(counts.values()),
+             **{k: getattr(r, k) for k in keep}}
+        )  # fmt: skip
     return pd.DataFrame(rows).sort_values(["line", "n_train"], kind="stable")
 
 
-def _scaling(scaling: pd.DataFrame, table: pd.DataFrame, provenance: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for line in _ordered(scaling.line.unique().tolist()):
-        sub = scaling[scaling.line == line]
-        err = [sub.mean_mm - sub.ci95_low_mm, sub.ci95_high_mm - sub.mean_mm]
-        style = {"ls": "none", "marker": "s"} if line == "recipe" else {"marker": "o"}
-        ax.errorbar(sub.n_train, sub.mean_mm, yerr=err, capsize=3, label=line, **style)
-        if line == "recipe":
-            for r in sub.itertuples():
-                ax.annotate(
-                    r.arm,
-                    (r.n_train, r.mean_mm),
-                    fontsize=7,
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                )
-    base = table.loc[table.arm == "baseline", "mean_mm"]
-    if len(base):
-        ax.axhline(base.iloc[0], color="grey", ls="--", label="baseline (mean position)")
-    ax.set_xscale("log")
-    sizes = sorted(set(scaling.n_train))
-    ax.set_xticks(sizes, [str(n) for n in sizes])
-    ax.minorticks_off()
-    ax.set(
-        xlabel="training images",
-        ylabel="mean error at the detector (mm)",
-        title=f"Data scaling ({provenance} test images)",
-    )
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+def _scaling(
+    scaling: pd.DataFrame, table: pd.DataFrame, threshold: float, provenance: str, path: Path
+) -> None:
+    """Mean error (left) and success within `threshold` mm (right, a miss is a failure)
+    against training-set size, one line per arm, recipes as labelled squares."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    success = f"success_{threshold:g}mm"
+    panels = (
+        (axes[0], "mean_mm", "ci95_low_mm", "ci95_high_mm", "mean error at the detector (mm)"),
+        (axes[1], success, f"{success}_ci95_low", f"{success}_ci95_high",
+         f"success within {threshold:g} mm (a miss fails)"),
+    )  # fmt: skip
+    for ax, y, low, high, label in panels:
+        for line in _ordered(scaling.line.unique().tolist()):
+            sub = scaling[scaling.line == line]
+            err = [sub[y] - sub[low], sub[high] - sub[y]]
+            style = {"ls": "none", "marker": "s"} if line == "recipe" else {"marker": "o"}
+            ax.errorbar(sub.n_train, sub[y], yerr=err, capsize=3, label=line, **style)
+            if line == "recipe":
+                for r in sub.itertuples():
+                    ax.annotate(
+                        r.arm,
+                        (r.n_train, getattr(r, y)),
+                        fontsize=7,
+                        xytext=(4, 4),
+                        textcoords="offset points",
+                    )
+        base = table.loc[table.arm == "baseline", y]
+        if len(base):
+            ax.axhline(base.iloc[0], color="grey", ls="--", label="baseline (mean position)")
+        ax.set_xscale("log")
+        sizes = sorted(set(scaling.n_train))
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set(xlabel="training images", ylabel=label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Data scaling ({provenance} test images)")
     _save(fig, path)
 
 
-def _cumulative(df: pd.DataFrame, arms: list[str], provenance: str, path: Path) -> None:
+def cumulative_curve(c: pd.DataFrame, arm: str) -> tuple[np.ndarray, np.ndarray]:
+    """An arm's sorted errors (seed-averaged cells) and the fraction of its visible cells
+    found within each: the curve levels off at the detection rate, so a miss never looks
+    accurate."""
+    visible = c[(c.arm == arm) & c.visible]
+    e = np.sort(visible.err_mm.dropna().to_numpy())
+    return e, np.arange(1, len(e) + 1) / max(len(visible), 1)
+
+
+def _cumulative(c: pd.DataFrame, arms: list[str], provenance: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    top = np.nanpercentile(df.err_mm, 98) if df.err_mm.notna().any() else 1.0
+    top = np.nanpercentile(c.err_mm, 98) if c.err_mm.notna().any() else 1.0
     for arm in arms:
-        e = np.sort(df.loc[df.arm == arm, "err_mm"].dropna())
+        e, fraction = cumulative_curve(c, arm)
         if len(e):
-            ax.step(e, np.arange(1, len(e) + 1) / len(e), where="post", label=arm)
+            ax.step(e, fraction, where="post", label=arm)
     ax.set(
         xlabel="error at the detector (mm)",
-        ylabel="fraction of detected landmarks",
+        ylabel="fraction of visible landmarks found within",
         xlim=(0, top),
+        ylim=(0, 1),
         title=f"Cumulative error ({provenance} test images)",
     )
     ax.legend()
