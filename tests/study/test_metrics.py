@@ -5,7 +5,13 @@ import pytest
 from tests.imaging.test_imageset import _set
 from xrayfactory.detection.predictions import prediction_table, with_errors
 from xrayfactory.study.metrics import cells, cluster_bootstrap, paired_vs, per_fold, summary
-from xrayfactory.study.report import StatsSettings, cumulative_curve, metrics_table, scaling_table
+from xrayfactory.study.report import (
+    StatsSettings,
+    _markdown,
+    cumulative_curve,
+    metrics_table,
+    scaling_table,
+)
 
 T = [5.0, 20.0]
 
@@ -216,6 +222,11 @@ def test_scaling_shows_what_a_smaller_set_misses():
     table = metrics_table(df, cells(df, T), stats, "real", sets).set_index("arm")
     assert table.mean_mm["real@40"] < table.mean_mm["real"]  # what the error alone shows
     assert set(table.compared_with) == {""} and "diff_mean_mm" not in table
+    # compared with `real` (as if of its size): a count beside an empty cell, printed as such
+    paired = metrics_table(df, cells(df, T), stats, "real", {**sets, "real@40": {"real": 80}})
+    assert paired.paired_n.isna().tolist() == [True, False]
+    lines = _markdown(paired[["arm", "paired_n"]], "").splitlines()
+    assert lines[-2:] == ["| real |  |", f"| real@40 | {paired.paired_n.iloc[1]} |"]
     scaling = scaling_table(table.reset_index(), sets, T).set_index("arm")
     assert scaling.n_train.tolist() == [40, 80] and set(scaling.line) == {"real"}
     assert scaling.detection_rate["real@40"] == pytest.approx(0.65, abs=0.03)

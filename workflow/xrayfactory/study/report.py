@@ -97,10 +97,15 @@ def metrics_table(
                 "test_data": provenance,
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "paired_n" in table:  # a count, empty where there is no comparison
+        table["paired_n"] = table.paired_n.astype("Int64")
+    return table
 
 
 def _fmt(v: object) -> str:
+    if v is pd.NA:
+        return ""
     if isinstance(v, float | np.floating):
         return "" if np.isnan(v) else (f"{v:.3g}" if abs(v) < 0.01 and v != 0 else f"{v:.2f}")
     return str(v)
