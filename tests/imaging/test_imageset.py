@@ -49,6 +49,13 @@ def test_concatenate_checks_compatibility():
         concatenate([_set(size=8), _set(size=16)], "arm drr")
     with pytest.raises(InputError, match="disagree on landmark names"):
         concatenate([_set(), _set(names=("A", "C"))], "arm drr")
+    other_arm, other_spacing = _set(), _set()
+    other_arm.attrs["arm"] = "real"
+    other_spacing.attrs["pixel_spacing_mm"] = 3.0
+    with pytest.raises(InputError, match="shards disagree on arm: real vs drr"):
+        concatenate([_set(), other_arm], "arm drr")
+    with pytest.raises(InputError, match="shards disagree on pixel spacing: 3.0 vs 1.5"):
+        concatenate([_set(), other_spacing], "arm drr")
     assert len(concatenate([_set(n=2), _set(n=3)], "x")) == 5
 
 

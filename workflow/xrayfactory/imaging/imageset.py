@@ -113,13 +113,24 @@ def _plain(v: object) -> object:
 
 
 def concatenate(sets: list[ImageSet], where: str) -> ImageSet:
-    """Join shards of one arm: same landmark names and image size required."""
+    """Join shards of one arm: same landmark names, image size, arm and pixel spacing required
+    (the joined set keeps the first shard's attributes; a generated arm's folds may mix, as in
+    its QC grid)."""
     if not sets:
         raise InputError(where, "no image-set shards to join")
     first = sets[0]
     for s in sets[1:]:
         if s.attrs.get("landmark_names") != first.attrs.get("landmark_names"):
             raise InputError(where, "shards disagree on landmark names")
+        if s.attrs.get("arm") != first.attrs.get("arm"):
+            raise InputError(
+                where, f"shards disagree on arm: {s.attrs.get('arm')} vs {first.attrs.get('arm')}"
+            )
+        spacing = [x.attrs.get("pixel_spacing_mm", np.nan) for x in (s, first)]
+        if not np.isclose(*spacing, equal_nan=True):
+            raise InputError(
+                where, f"shards disagree on pixel spacing: {spacing[0]} vs {spacing[1]}"
+            )
         if s.images.shape[1:] != first.images.shape[1:]:
             raise InputError(
                 where,
