@@ -254,3 +254,28 @@ def test_samplers_start_from_pure_noise_whatever_the_step_count(kind):
         assert schedule.alphas_cumprod[start].sqrt() < 0.02  # signal scale of the start
         assert len(sched.timesteps) >= steps
     assert len(starts) == 1
+
+
+def test_label_fidelity_beside_guessing_the_mean_position():
+    """Predictions 2 px off every label: fidelity 2 px (x spacing in mm); the mean-position
+    guess is each visible label's distance from its landmark's mean visible label, and a
+    missed label counts in the detection rate, not in the error."""
+    from tests.imaging.test_imageset import _set
+    from xrayfactory.synth2d.fidelity import fidelity_table, label_errors
+
+    s = _set(n=4, size=16)
+    s.landmarks[:, 0] = [[2, 2], [4, 2], [6, 2], [8, 2]]  # landmark A: mean (5, 2)
+    s.landmarks[:, 1] = [[8, 8]] * 4  # landmark B: always at (8, 8)
+    s.visible[:] = True
+    s.visible[3, 0] = False  # A of image 3 out of view: mean of the others, (4, 2)
+    s.attrs["magnification"] = 2.0
+    found = np.ones((4, 2), bool)
+    found[0, 1] = False
+    pts = s.landmarks + [2.0, 0.0]
+    table = fidelity_table(label_errors(s, pts, found.astype(float), found, "synth2d", 0))
+    rows = table.set_index("landmark")
+    assert rows.mean_px["all"] == 2.0 and rows.mean_mm["all"] == 2.0 * 1.5
+    assert rows.detection_rate["B"] == 0.75 and rows.n_labels["A"] == 3
+    assert rows.mean_position_mm["A"] == pytest.approx((2 + 0 + 2) / 3 * 1.5)
+    assert rows.mean_position_mm["B"] == 0.0
+    assert rows.mean_position_mm["all"] == pytest.approx(4 / 7 * 1.5)

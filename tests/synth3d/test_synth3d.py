@@ -27,7 +27,8 @@ from xrayfactory.synth3d.ctgrid import (
     model_affine,
     resample,
 )
-from xrayfactory.synth3d.quality import dice, tissue_values, volume_quality
+from xrayfactory.synth3d.quality import dice, reference_values, tissue_values, volume_quality
+from xrayfactory.synth3d.tables import quality_table
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 NAMES = ["bone", "organ"]
@@ -177,6 +178,33 @@ def test_quality_measures():
     assert same["bone_dice"] == 1.0 and same["hu_emd_bone"] == 0.0 and same["hu_emd_other"] == 0.0
     brighter = volume_quality(ct.data + 100, seg.data, real, SPEC, 200)
     assert brighter["hu_emd_organ"] == pytest.approx(100.0)
+
+
+def test_a_real_ct_is_compared_with_the_others_never_with_itself():
+    """Two real CTs 100 HU apart: each is 100 HU from the other (in a pool holding itself it
+    would look half as far); a generated copy of the first is 50 HU from both pooled."""
+    ct, seg, _ = _phantom(0.0)
+    real = [(ct.data, seg.data), (ct.data + 100, seg.data)]
+    every, others = reference_values(real, SPEC)
+    for (hu, s), pool in zip(real, others, strict=True):
+        assert volume_quality(hu, s, pool, SPEC, 200)["hu_emd_organ"] == pytest.approx(100.0)
+    copy = volume_quality(ct.data, seg.data, every, SPEC, 200)
+    assert copy["hu_emd_organ"] == pytest.approx(50.0, abs=1.0)
+    alone = reference_values(real[:1], SPEC)[1][0]
+    assert np.isnan(volume_quality(ct.data, seg.data, alone, SPEC, 200)["hu_emd_bone"])
+
+
+def test_quality_means_pool_the_derived_landmarks():
+    """A generated CT that lets no landmark be derived adds nothing to the mean offset and
+    lowers the mean count; the offset is pooled over every derived landmark."""
+    rows = pd.DataFrame(
+        {"fold": 0, "volume": ["a", "b", "0", "1"], "kind": ["real"] * 2 + ["generated"] * 2,
+         "bone_dice": 0.5, "landmark_offset_mm": [10.0, 20.0, 40.0, np.nan],
+         "landmarks_derived": [1, 3, 6, 0], "landmarks_labelled": 9}
+    )  # fmt: skip
+    mean = quality_table(rows).set_index("kind").loc[lambda t: t.fold == "mean"]
+    assert mean.landmark_offset_mm.tolist() == pytest.approx([17.5, 40.0])
+    assert mean.landmarks_derived.tolist() == [2.0, 3.0]
 
 
 # --- the CLI stages on three phantom subjects (fold 0 trains on s1, s2) -----------------------

@@ -56,7 +56,8 @@ def synth2d_fidelity(a: argparse.Namespace) -> None:
     f = s["fidelity"]
     out = (a.out_fidelity, a.out_steps)
     gen = _generator(a.model, a.fold, a.landmarks, s)
-    job(gen, a.detector, a.shards, f["samplers"], f["n_images"], s["seed"], s["device"], out)
+    sampling = (f["samplers"], f["n_images"], s["shape_scale"])
+    job(gen, a.detector, a.shards, sampling, s["seed"], s["device"], out)
 
 
 def report_synth2d(a: argparse.Namespace) -> None:

@@ -3,7 +3,9 @@
 The `real`-arm detector of the same fold predicts landmarks on generated images; its error
 against the conditioning landmarks (visible ones the detector found) is the fidelity, in pixels
 of the generated image and in mm at the detector. Lower is better; the detector's own error on
-real images bounds what can be told apart.
+real images bounds what can be told apart, and the error of guessing each landmark at its mean
+labelled position (`mean_position_mm`, no image read) says where the labels stop being
+recoverable at all.
 """
 
 from __future__ import annotations
@@ -24,10 +26,22 @@ if TYPE_CHECKING:  # the generator's jobs import it only to measure fidelity (MO
 
 
 def fidelity_rows(det: Detector, s: ImageSet, arm: str, fold: int) -> pd.DataFrame:
-    """Per (image, landmark) rows with err_px / err_mm (metrics.PRED_COLUMNS + errors)."""
-    pts, scores, found = det.predict(s.images)
-    table = prediction_table(arm, fold, 0, s, image_ids(s.subject), pts, scores, found)
-    return with_errors(table)
+    """The detector's label errors on the images of `s` (label_errors)."""
+    return label_errors(s, *det.predict(s.images), arm, fold)
+
+
+def label_errors(
+    s: ImageSet, pts: np.ndarray, scores: np.ndarray, found: np.ndarray, arm: str, fold: int
+) -> pd.DataFrame:
+    """Per (image, landmark) rows of predictions on `s` with err_px / err_mm
+    (metrics.PRED_COLUMNS + errors) and guess_mm: the distance (mm at the detector) of a
+    visible label from its landmark's mean visible label in `s`."""
+    table = with_errors(prediction_table(arm, fold, 0, s, image_ids(s.subject), pts, scores, found))
+    vis = table.visible.astype(bool)
+    centre = table[vis].groupby("landmark")[["gt_col", "gt_row"]].transform("mean")
+    guess = np.hypot(table.gt_col - centre.gt_col, table.gt_row - centre.gt_row)
+    table["guess_mm"] = guess * table.pixel_spacing_mm  # NaN where invisible (not in `centre`)
+    return table
 
 
 def _stats(df: pd.DataFrame) -> dict:
@@ -39,6 +53,7 @@ def _stats(df: pd.DataFrame) -> dict:
         "median_px": df.err_px.median(),
         "mean_mm": df.err_mm.mean(),
         "median_mm": df.err_mm.median(),
+        "mean_position_mm": df.guess_mm.mean(),
     }
 
 

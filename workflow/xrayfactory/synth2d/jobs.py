@@ -143,14 +143,14 @@ def synth2d_fidelity(
     gen: Generator,
     detector: PathLike,
     shards: list[str],
-    samplers: list[dict],
-    n_images: int,
+    sampling: tuple[list[dict], int, float],
     seed: int,
     device: str,
     out: tuple[PathLike, PathLike],
 ) -> None:
     """Label fidelity of the fold's generated images (the `real` detector against the
-    conditioning landmarks) and how it varies with the sampler: tables `out` (fidelity, steps)."""
+    conditioning landmarks) and how it varies with the sampler (`sampling`: the samplers, the
+    images per sampler and the arm's shape scale): tables `out` (fidelity, steps)."""
     # imported here, not at the top: training and sampling need no detector (MONAI: seconds)
     from xrayfactory.detection.detector import Detector
 
@@ -160,10 +160,15 @@ def synth2d_fidelity(
     table = fidelity_table(fidelity_rows(det, generated, "synth2d", gen.fold))
     table.insert(0, "fold", gen.fold)
     write_csv(table, out[0])
+    samplers, n_images, shape_scale = sampling
     rows = []
     for sampler in samplers:
         images, seconds = timed(
-            gen.generate, n_images, sampler, (seed, "synth2d-fidelity", gen.fold)
+            gen.generate,
+            n_images,
+            sampler,
+            (seed, "synth2d-fidelity", gen.fold),
+            shape_scale=shape_scale,
         )
         rows.append(sampler_row(det, images, sampler, seconds, gen.fold))
         log.info(

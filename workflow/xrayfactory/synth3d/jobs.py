@@ -26,7 +26,6 @@ from xrayfactory.synth3d.controls import on_model_grid, reconstructed
 from xrayfactory.synth3d.ctgrid import (
     GridSpec,
     deformed_mask,
-    grid_hu,
     resample,
     to_hu,
     training_pair,
@@ -43,7 +42,7 @@ from xrayfactory.synth3d.model import (
 from xrayfactory.synth3d.quality import (
     drawn_landmarks,
     landmark_offset,
-    tissue_values,
+    reference_values,
     volume_quality,
 )
 
@@ -277,19 +276,21 @@ def synth3d_quality(
     qc: list[str],
 ) -> None:
     """Bone Dice, per-tissue HU distances and landmark offsets of the fold's generated CTs
-    (`generated`: CT, label map and landmark files), beside its real CTs on the same grid, and
-    each generated CT's QC figure (`qc`: its AP and lateral DRRs with the carried landmarks)."""
+    (`generated`: CT, label map and landmark files), beside its real CTs on the same grid and
+    in the generator's HU window, and each generated CT's QC figure (`qc`: its AP and lateral
+    DRRs with the carried landmarks). A generated CT's HU histograms are compared with the
+    fold's real CTs', a real CT's with the other real CTs' (never with itself)."""
     real = []
     for i in range(len(data.subjects)):
         ct, seg = data.load(i)
-        hu = grid_hu(ct, spec)
+        hu = on_model_grid(ct, spec)
         grid_seg = resample(seg.data, seg.affine, hu.affine, spec.shape, order=0, cval=0)
         real.append((hu.data, grid_seg, hu.affine, load_landmarks(data.landmarks[i], names)))
-    reference = tissue_values([(hu, seg) for hu, seg, _, _ in real], spec)
+    every_real, others = reference_values([(hu, seg) for hu, seg, _, _ in real], spec)
 
-    def row(kind: str, volume, hu, seg, affine, landmarks) -> dict:
+    def row(kind: str, volume, hu, seg, affine, landmarks, pool) -> dict:
         drawn = drawn_landmarks(hu, seg, affine, spec, bone_hu, labels, names)
-        q = volume_quality(hu, seg, reference, spec, bone_hu)
+        q = volume_quality(hu, seg, pool, spec, bone_hu)
         return {
             "fold": data.fold,
             "volume": volume,
@@ -298,12 +299,15 @@ def synth3d_quality(
             **landmark_offset(drawn, landmarks),
         }
 
-    rows = [row("real", subject, *r) for subject, r in zip(data.subjects, real, strict=True)]
+    rows = [
+        row("real", subject, *r, pool)
+        for subject, r, pool in zip(data.subjects, real, others, strict=True)
+    ]
     for k, (ct_path, seg_path, lm_path, qc_path) in enumerate(zip(*generated, qc, strict=True)):
         ct = load_ct(ct_path)
         seg = load_segmentation(seg_path, ct, ct_path)
         landmarks = load_landmarks(lm_path, names)
-        rows.append(row("generated", k, ct.data, seg.data, ct.affine, landmarks))
+        rows.append(row("generated", k, ct.data, seg.data, ct.affine, landmarks, every_real))
         subject_figure(ct, landmarks, f"synth3d-f{data.fold}-v{k}: 3D landmarks", qc_path)
         log.info(
             "fold %d volume %d: bone Dice %.3f, carried landmarks %.1f mm from the drawn bone's",

@@ -37,13 +37,24 @@ def _sample(values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 def tissue_values(
     pairs: list[tuple[np.ndarray, np.ndarray]], spec: GridSpec, *, n: int = 100_000
 ) -> dict[str, np.ndarray]:
-    """HU values per tissue pooled over (hu, seg) pairs, at most `n` per tissue (fixed seed)."""
+    """HU values per tissue pooled over (hu, seg) pairs, at most `n` per tissue (fixed seed;
+    empty without pairs)."""
     rng = np.random.default_rng(0)
     out = {}
     for t in TISSUES:
-        values = np.concatenate([hu[tissues(seg, spec)[t]] for hu, seg in pairs])
-        out[t] = _sample(values, n, rng)
+        values = [hu[tissues(seg, spec)[t]] for hu, seg in pairs]
+        out[t] = _sample(np.concatenate(values), n, rng) if values else np.empty(0)
     return out
+
+
+def reference_values(
+    real: list[tuple[np.ndarray, np.ndarray]], spec: GridSpec
+) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
+    """What HU histograms are compared with: for a generated CT, every real CT of the fold
+    (tissue_values of `real`, (hu, seg) pairs); for each real CT, the others (a CT compared with
+    a pool holding itself would look about twice as close as it is)."""
+    others = [tissue_values(real[:i] + real[i + 1 :], spec) for i in range(len(real))]
+    return tissue_values(real, spec), others
 
 
 def volume_quality(
@@ -83,9 +94,12 @@ def drawn_landmarks(
 
 
 def landmark_offset(drawn: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict:
-    """Mean distance (mm) between re-derived and labelled landmarks, over those derived."""
+    """Mean distance (mm) between re-derived and labelled landmarks, over those derived, and
+    how many were (of how many labelled): a CT that lets none be derived has no offset, and
+    its count says so."""
     d = [np.linalg.norm(drawn[n] - p) for n, p in labels.items() if np.isfinite(drawn[n]).all()]
     return {
         "landmark_offset_mm": float(np.mean(d)) if d else float("nan"),
         "landmarks_derived": len(d),
+        "landmarks_labelled": len(labels),
     }

@@ -10,8 +10,13 @@ from xrayfactory.core.atomic import PathLike, write_csv
 
 def quality_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per-volume rows (generated CTs and, as the reference, the real ones) plus a `mean` row
-    per kind over all folds."""
-    mean = df.drop(columns=["fold", "volume"]).groupby("kind", sort=False).mean().reset_index()
+    per kind over all folds: the landmark offset pooled over every derived landmark (a volume
+    with none adds nothing to it, and lowers `landmarks_derived`, the mean count)."""
+    g = df.drop(columns=["fold", "volume"]).groupby("kind", sort=False)
+    mean = g.mean()
+    pooled = (df.landmark_offset_mm.fillna(0) * df.landmarks_derived).groupby(df.kind).sum()
+    mean["landmark_offset_mm"] = pooled / g.landmarks_derived.sum().replace(0, float("nan"))
+    mean = mean.reset_index()
     mean.insert(0, "fold", "mean")
     mean.insert(1, "volume", "all")
     return pd.concat([df.astype({"fold": str, "volume": str}), mean], ignore_index=True)
