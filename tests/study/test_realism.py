@@ -26,11 +26,23 @@ def test_frechet_distance_of_gaussians():
 def test_intensity_distance_is_an_earth_movers_distance():
     _, c = np.mgrid[0:32, 0:32]
     ramp = (c / 31.0)[None].repeat(3, 0)
-    assert intensity_distance(ramp, ramp) == 0
+    assert intensity_distance(ramp, ramp, 32) == 0
     # a square-root contrast curve moves mass up: positive, below the full range
-    d = intensity_distance(ramp, np.sqrt(ramp))
+    d = intensity_distance(ramp, np.sqrt(ramp), 32)
     assert 0.05 < d < 0.5
-    assert intensity_distance(np.sqrt(ramp), ramp) == pytest.approx(d)
+    assert intensity_distance(np.sqrt(ramp), ramp, 32) == pytest.approx(d)
+
+
+def test_intensity_distance_compares_resolutions_as_the_detector_sees_them():
+    """The same images at 128 px and at 64 px (synth2d's size) are the same to a 48 px
+    detector; compared at their own resolutions, the smaller set's blur would count."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    fine = gaussian_filter(rng.random((4, 128, 128)), (0, 1, 1)).astype(np.float32)
+    coarse = fine.reshape(4, 64, 2, 64, 2).mean(axis=(2, 4))
+    assert intensity_distance(fine, coarse, 48) < 0.01
+    assert intensity_distance(fine, coarse, 128) > 0.03
 
 
 def test_encoder_features_come_from_the_bottom_of_the_unet(tmp_path):

@@ -67,7 +67,9 @@ def realism(
             row["frechet_distance"] = frechet_distance(
                 encoder_features(det, chosen.images), test_features
             )
-            row["intensity_distance"] = intensity_distance(chosen.images, test_set.images)
+            row["intensity_distance"] = intensity_distance(
+                chosen.images, test_set.images, det.settings.image_size
+            )
             log.info(
                 "%s fold %d: FD %.3f, intensity EMD %.4f (N = %d)",
                 arm,

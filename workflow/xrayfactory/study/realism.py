@@ -13,7 +13,7 @@ import torch
 from monai.networks.layers import SkipConnection
 from scipy import linalg
 
-from xrayfactory.core.images import normalise, preprocess
+from xrayfactory.core.images import preprocess
 from xrayfactory.detection.detector import Detector
 
 
@@ -27,6 +27,12 @@ def _bottom(net: torch.nn.Module) -> torch.nn.Module:
         block = skip.submodule
 
 
+def as_seen(images: np.ndarray, size: int) -> torch.Tensor:
+    """(N, H, W) images as the detector sees them: (N, 1, size, size), normalised, in [0, 1]."""
+    n = len(images)
+    return preprocess(images, np.zeros((n, 0, 2)), np.zeros((n, 0), bool), size).images
+
+
 @torch.no_grad()
 def encoder_features(det: Detector, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """(N, H, W) images -> (N, C) spatially averaged bottom-layer features of the detector."""
@@ -35,12 +41,9 @@ def encoder_features(det: Detector, images: np.ndarray, batch_size: int = 32) ->
         lambda _m, _i, out: grabbed.append(out.mean(dim=(2, 3)).cpu())
     )
     try:
-        n = len(images)
-        batch = preprocess(
-            images, np.zeros((n, 0, 2)), np.zeros((n, 0), bool), det.settings.image_size
-        )
-        for start in range(0, n, batch_size):
-            det.net(batch.images[start : start + batch_size].to(det.device))
+        seen = as_seen(images, det.settings.image_size)
+        for start in range(0, len(images), batch_size):
+            det.net(seen[start : start + batch_size].to(det.device))
     finally:
         hook.remove()
     return torch.cat(grabbed).double().numpy()
@@ -58,11 +61,12 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
-def intensity_distance(a: np.ndarray, b: np.ndarray, bins: int = 64) -> float:
+def intensity_distance(a: np.ndarray, b: np.ndarray, size: int, bins: int = 64) -> float:
     """Earth mover's distance between the intensity histograms of two image sets (N, H, W)
-    after the detector's per-image normalisation, in units of the [0, 1] range."""
+    as the detector sees them (normalised per image, resized to `size`: sets of different
+    resolutions compare like for like), in units of the [0, 1] range."""
     edges = np.linspace(0, 1, bins + 1)
-    ha = np.histogram(normalise(a), edges)[0].astype(float)
-    hb = np.histogram(normalise(b), edges)[0].astype(float)
+    ha = np.histogram(as_seen(a, size).numpy(), edges)[0].astype(float)
+    hb = np.histogram(as_seen(b, size).numpy(), edges)[0].astype(float)
     cdf = np.cumsum(ha / ha.sum() - hb / hb.sum())
     return float(np.abs(cdf).sum() / bins)
