@@ -334,7 +334,9 @@ def synth2d_settings(stage):
     if stage == "sample":
         sampling = {k: section[k] for k in ("shard_size", "shape_scale", "sampler")}
         return settings(**view_keys, **sampling)
-    return settings(**view_keys, fidelity=section["fidelity"], shape_scale=section["shape_scale"])
+    return settings(
+        **view_keys, fidelity=section["fidelity"], shape_scale=section["shape_scale"]
+    )
 
 
 SYNTH3D_SAMPLING_KEYS = ("n_volumes", "sampler", "threads", "bone_hu")
