@@ -217,21 +217,23 @@ def test_scaling_shows_what_a_smaller_set_misses():
     scaling table puts success (a miss fails, with its interval) and detection beside it, and
     `real` is not compared with itself."""
     df = _detector_that_misses(np.random.default_rng(4))
-    stats = StatsSettings(thresholds_mm=T, n_boot=500, min_subject_clusters=20)
+    t = [2.5, 20.0]  # a threshold whose column name is no Python identifier
+    stats = StatsSettings(thresholds_mm=t, n_boot=500, min_subject_clusters=20)
     sets = {"real": {"real": 80}, "real@40": {"real": 40}}
-    table = metrics_table(df, cells(df, T), stats, "real", sets).set_index("arm")
+    table = metrics_table(df, cells(df, t), stats, "real", sets).set_index("arm")
     assert table.mean_mm["real@40"] < table.mean_mm["real"]  # what the error alone shows
     assert set(table.compared_with) == {""} and "diff_mean_mm" not in table
     # compared with `real` (as if of its size): a count beside an empty cell, printed as such
-    paired = metrics_table(df, cells(df, T), stats, "real", {**sets, "real@40": {"real": 80}})
+    paired = metrics_table(df, cells(df, t), stats, "real", {**sets, "real@40": {"real": 80}})
     assert paired.paired_n.isna().tolist() == [True, False]
     lines = _markdown(paired[["arm", "paired_n"]], "").splitlines()
     assert lines[-2:] == ["| real |  |", f"| real@40 | {paired.paired_n.iloc[1]} |"]
-    scaling = scaling_table(table.reset_index(), sets, T).set_index("arm")
+    scaling = scaling_table(table.reset_index(), sets, t).set_index("arm")
     assert scaling.n_train.tolist() == [40, 80] and set(scaling.line) == {"real"}
     assert scaling.detection_rate["real@40"] == pytest.approx(0.65, abs=0.03)
     assert scaling.success_20mm["real@40"] == pytest.approx(scaling.detection_rate["real@40"])
     assert scaling.success_20mm_ci95_high["real@40"] < scaling.success_20mm_ci95_low["real"]
+    assert scaling["success_2.5mm"]["real@40"] == table["success_2.5mm"]["real@40"]
 
 
 def test_cumulative_curve_levels_off_at_the_detection_rate():

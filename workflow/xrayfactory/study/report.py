@@ -254,14 +254,14 @@ def scaling_table(
     success = [f"success_{t:g}mm{b}" for t in thresholds_mm for b in bounds]
     keep = ["mean_mm", "ci95_low_mm", "ci95_high_mm", *success, "detection_rate", "test_data"]
     rows = []
-    for r in table.itertuples():
-        counts = training_sets.get(r.arm)
+    for r in table.to_dict("records"):  # column names like success_2.5mm: not attributes
+        counts = training_sets.get(r["arm"])
         if counts is None:
             continue
         line = next(iter(counts)) if len(counts) == 1 else "recipe"
         rows.append(
-            {"arm": r.arm, "line": line, "n_train": sum(counts.values()),
-             **{k: getattr(r, k) for k in keep}}
+            {"arm": r["arm"], "line": line, "n_train": sum(counts.values()),
+             **{k: r[k] for k in keep}}
         )  # fmt: skip
     return pd.DataFrame(rows).sort_values(["line", "n_train"], kind="stable")
 
@@ -285,10 +285,10 @@ def _scaling(
             style = {"ls": "none", "marker": "s"} if line == "recipe" else {"marker": "o"}
             ax.errorbar(sub.n_train, sub[y], yerr=err, capsize=3, label=line, **style)
             if line == "recipe":
-                for r in sub.itertuples():
+                for r in sub.to_dict("records"):
                     ax.annotate(
-                        r.arm,
-                        (r.n_train, getattr(r, y)),
+                        r["arm"],
+                        (r["n_train"], r[y]),
                         fontsize=7,
                         xytext=(4, 4),
                         textcoords="offset points",
