@@ -163,6 +163,9 @@ def test_cli_writes_the_cohort_and_the_real_image_set(fixture_file, tmp_path):
     np.testing.assert_array_equal(s.visible, in_image(projs.landmarks, 56, 56))
     assert (s.subject == "s3").all() and s.visible.dtype == bool
     assert np.abs(s.view[:, :2]).max() < 45  # near-AP views recovered as angles
+    lao, cran = s.view[:, 0], s.view[:, 1]  # and logged, to compare with views.*
+    logged = f"views LAO {lao.min():.0f} to {lao.max():.0f}, CRAN {cran.min():.0f} to "
+    assert logged in r.stderr, r.stderr
 
 
 def test_import_stops_when_the_pose_convention_is_off(fixture_file, tmp_path):

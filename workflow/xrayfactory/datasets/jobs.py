@@ -170,11 +170,17 @@ def import_deepfluoro(
     with atomic_path(out.labels) as tmp:
         tmp.write_text("".join(f"{k}\t{v}\n" for k, v in sorted(spec.labels.items())))
     write_imageset(out.images, result)
+    lao, cran = result.view[:, 0], result.view[:, 1]
     log.info(
-        "DeepFluoro %s -> %s: CT %s, %d projections (%d x %d px), %.0f%% of landmarks visible",
+        "DeepFluoro %s -> %s: CT %s, %d projections (%d x %d px), %.0f%% of landmarks visible; "
+        "views LAO %.0f to %.0f, CRAN %.0f to %.0f degrees (the rendered arms draw views.*)",
         specimen,
         subject,
         spec.ct.shape,
         *result.images.shape,
         100 * result.visible.mean(),
+        lao.min(),
+        lao.max(),
+        cran.min(),
+        cran.max(),
     )
