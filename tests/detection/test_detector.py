@@ -192,8 +192,8 @@ def test_margin_rounds_up_to_the_unet_stride():
 
 
 def test_canvas_targets_locate_landmarks_outside_the_image_on_the_rim():
-    from xrayfactory.detection.augment import located
     from xrayfactory.detection.detector import canvas_targets
+    from xrayfactory.imaging.geometry import located
 
     # outside by 3 px (invisible, position known), hidden inside, visible, beyond the canvas
     lm = torch.tensor([[[-3.0, 10.0], [12.0, 12.0], [20.0, 5.0], [-30.0, 5.0]]])

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import nn
 
-from xrayfactory.imaging.geometry import in_image
+from xrayfactory.imaging.geometry import in_image, located
 
 ELASTIC_ITERATIONS = 8  # fixed-point steps that invert the (small, smooth) elastic field
 
@@ -31,13 +31,6 @@ def _normalised(points: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """Pixel (col, row) -> grid_sample coordinates (align_corners=False)."""
     scale = points.new_tensor([2.0 / cols, 2.0 / rows])
     return (points + 0.5) * scale - 1.0
-
-
-def located(landmarks: torch.Tensor, visible: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """Landmarks whose position is known: finite, and visible or invisible only because they
-    lie outside the image (not hidden inside it)."""
-    known = torch.isfinite(landmarks).all(-1)
-    return known & (visible | ~in_image(landmarks, rows, cols))
 
 
 def warp(

@@ -31,9 +31,9 @@ from xrayfactory.core.errors import InputError
 from xrayfactory.core.images import Batch, preprocess
 from xrayfactory.core.rng import rng_for
 from xrayfactory.core.training import TrainingRun, optimiser_step
-from xrayfactory.detection.augment import DomainRandomisation, located
+from xrayfactory.detection.augment import DomainRandomisation
 from xrayfactory.detection.heatmaps import gaussian_heatmaps, peaks
-from xrayfactory.imaging.geometry import in_image
+from xrayfactory.imaging.geometry import in_image, located
 
 log = logging.getLogger("xrayfactory")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xrayfactory.imaging.geometry import in_image
+from xrayfactory.imaging.geometry import located
 from xrayfactory.imaging.imageset import ImageSet
 
 PRED_COLUMNS = [
@@ -45,8 +45,7 @@ def prediction_table(
     names = list(test.attrs["landmark_names"])
     n, n_lm = test.visible.shape
     rows, cols = test.images.shape[1:]
-    lm = test.landmarks
-    known = np.isfinite(lm).all(-1) & (test.visible | ~in_image(lm, rows, cols))
+    known = located(test.landmarks, test.visible, rows, cols)
     return pd.DataFrame(
         {
             "arm": arm,

@@ -14,6 +14,7 @@ Conventions (world = RAS+ mm, patient supine):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,6 +134,14 @@ def in_image(uv, rows: int, cols: int):
     (a half-pixel rim included); NaN does not. Numpy arrays or torch tensors."""
     col, row = uv[..., 0], uv[..., 1]
     return (col >= -0.5) & (col <= cols - 0.5) & (row >= -0.5) & (row <= rows - 0.5)
+
+
+def located(landmarks, visible, rows: int, cols: int):
+    """Landmarks (..., 2) whose position is known: finite, and visible or invisible only
+    because they lie outside the image (not hidden inside it, e.g. unannotated). Numpy arrays
+    or torch tensors."""
+    finite = (abs(landmarks) < math.inf).all(-1)
+    return finite & (visible | ~in_image(landmarks, rows, cols))
 
 
 def visible(carm: CArm, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:

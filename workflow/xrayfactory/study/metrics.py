@@ -95,6 +95,7 @@ def summary(
     vis, found = df.visible.astype(bool), df.found.astype(bool)
     absent = ~vis & df.known.astype(bool)  # outside the image, not merely unannotated
     visible_cells = c[c.visible]
+    visible_clusters = clusters[c.visible.to_numpy()]
     row = {
         "n_images": c[["fold", "image_id"]].drop_duplicates().shape[0],
         "n_seeds": df.seed.nunique(),
@@ -115,7 +116,7 @@ def summary(
         name = f"success_{t:g}mm"
         row[name] = visible_cells[name].mean()
         row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = cluster_bootstrap(
-            visible_cells[name].to_numpy(), cluster_ids(visible_cells, unit), n_boot=n_boot
+            visible_cells[name].to_numpy(), visible_clusters, n_boot=n_boot
         )
     row.update(
         {
