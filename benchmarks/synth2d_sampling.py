@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 from xrayfactory.core.config import validate_config  # noqa: E402
 from xrayfactory.detection.detector import Detector  # noqa: E402
 from xrayfactory.imaging.geometry import CArm, ViewSampler  # noqa: E402
-from xrayfactory.synth2d.fidelity import sampler_row, timed  # noqa: E402
+from xrayfactory.synth2d.fidelity import fidelity_rows, sampler_row, timed  # noqa: E402
 from xrayfactory.synth2d.model import Synth2D, generate  # noqa: E402
 from xrayfactory.synth2d.shapes import shape_model_from_files  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> None:
     carm = CArm(**cfg["carm"])
     views = ViewSampler.from_config(cfg["views"])
     base = cfg["synth2d"]["sampler"]
-    rows = []
+    rows, ddpm = [], None  # the first sampler (DDPM) is every row's paired reference
     for kind, steps in SAMPLERS:
         sampler = {**base, "kind": kind, "steps": steps}
         made, seconds = timed(
@@ -71,7 +71,9 @@ def main() -> None:
         )
         if gen.device.type == "cuda":
             torch.cuda.synchronize()
-        rows.append(sampler_row(det, made, sampler, seconds, a.fold))
+        errors = fidelity_rows(det, made, "synth2d", a.fold)
+        rows.append(sampler_row(errors, sampler, seconds, a.fold, ddpm))
+        ddpm = errors if ddpm is None else ddpm
     df = pd.DataFrame(rows)
     ddpm = df.iloc[0]
     df["fewer_evaluations"] = ddpm.evaluations_per_image / df.evaluations_per_image
@@ -87,6 +89,9 @@ def main() -> None:
         "median_px",
         "mean_mm",
         "detection_rate",
+        "diff_mean_mm",
+        "diff_ci95_low_mm",
+        "diff_ci95_high_mm",
         "fidelity_vs_ddpm",
         "goal_met",
     ]

@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 
 from tests.imaging.test_imageset import _set
+from xrayfactory.core.bootstrap import cluster_bootstrap
 from xrayfactory.detection.predictions import prediction_table, with_errors
-from xrayfactory.study.metrics import cells, cluster_bootstrap, paired_vs, per_fold, summary
+from xrayfactory.study.metrics import cells, paired_vs, per_fold, summary
 from xrayfactory.study.report import (
     StatsSettings,
     _markdown,
@@ -86,17 +87,6 @@ def test_errors_count_only_visible_and_found():
     assert s["detection_rate"] == pytest.approx(2 / 3) and s["false_positive_rate"] == 1.0
     assert s["success_2.5mm"] == pytest.approx(1 / 3)  # the miss counts as a failure
     assert s["success_10mm"] == pytest.approx(2 / 3)
-
-
-def test_cluster_bootstrap_brackets_the_mean_and_resamples_whole_clusters():
-    x = np.random.default_rng(0).normal(5, 2, 200)
-    lo, hi = cluster_bootstrap(x, np.arange(200))
-    assert lo < x.mean() < hi and hi - lo < 1.0
-    # ten identical copies of each value in one cluster: no more information than 200 values
-    lo10, hi10 = cluster_bootstrap(np.repeat(x, 10), np.repeat(np.arange(200), 10))
-    assert hi10 - lo10 == pytest.approx(hi - lo, rel=0.15)
-    naive = cluster_bootstrap(np.repeat(x, 10), np.arange(2000))
-    assert naive[1] - naive[0] < 0.5 * (hi10 - lo10)
 
 
 def test_paired_comparison_detects_a_consistent_difference():

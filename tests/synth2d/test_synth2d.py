@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -279,3 +280,56 @@ def test_label_fidelity_beside_guessing_the_mean_position():
     assert rows.mean_position_mm["A"] == pytest.approx((2 + 0 + 2) / 3 * 1.5)
     assert rows.mean_position_mm["B"] == 0.0
     assert rows.mean_position_mm["all"] == pytest.approx(4 / 7 * 1.5)
+
+
+def _errors(offset_px: np.ndarray, found: np.ndarray):
+    """Label errors of 40 generated images of 2 landmarks, all visible, predicted
+    `offset_px` (per image and landmark) to the right of every label, 1.5 mm pixels."""
+    from tests.imaging.test_imageset import _set
+    from xrayfactory.synth2d.fidelity import label_errors
+
+    s = _set(n=40, size=32)
+    s.subject = np.array([f"fold0-shape{i:06d}" for i in range(40)])
+    s.visible[:] = True
+    s.attrs["magnification"] = 2.0
+    pts = s.landmarks.copy()
+    pts[..., 0] += offset_px
+    return label_errors(s, pts, found.astype(float), found, "synth2d", 0)
+
+
+def test_sampler_rows_are_paired_with_the_first_on_the_same_images():
+    """A sampler 1 px worse on every label it finds, and missing 4 of the 80 labels, is
+    +1.5 mm on the 76 labels both found (an interval of zero width: the same shift everywhere)
+    and -0.05 in detection; each row's own interval resamples images and holds its mean."""
+    from xrayfactory.synth2d.fidelity import sampler_row
+
+    off = np.random.default_rng(0).uniform(0, 6, (40, 2))
+    all_found = np.ones((40, 2), bool)
+    ref = _errors(off, all_found)
+    worse_found = all_found.copy()
+    worse_found[:4, 0] = False
+    worse = _errors(off + 1.0, worse_found)
+    ddim = {"kind": "ddim", "steps": 10, "guidance": 2.0}
+    first = sampler_row(ref, ddim, 2.0, 0)
+    row = sampler_row(worse, {**ddim, "steps": 25}, 4.0, 0, ref)
+    assert "diff_mean_mm" not in first and first["images_per_s"] == 20.0
+    assert first["n_images"] == 40 and row["images_per_s"] == 10.0
+    assert first["ci95_low_mm"] < first["mean_mm"] < first["ci95_high_mm"]
+    assert row["paired_n"] == 76 and row["diff_mean_mm"] == pytest.approx(1.5)
+    assert row["diff_ci95_low_mm"] == pytest.approx(1.5)
+    assert row["diff_ci95_high_mm"] == pytest.approx(1.5)
+    assert row["detection_rate_diff"] == pytest.approx(-4 / 80)
+
+
+def test_fold_tables_average_without_intervals(tmp_path):
+    """The `mean` block over folds averages each column and leaves interval ends empty."""
+    from xrayfactory.synth2d.tables import concat_tables
+
+    for fold, m in ((0, 10.0), (1, 14.0)):
+        pd.DataFrame(
+            {"fold": [fold], "landmark": ["all"], "mean_mm": [m], "ci95_low_mm": [m - 1]}
+        ).to_csv(tmp_path / f"{fold}.csv", index=False)
+    t = concat_tables([str(tmp_path / "0.csv"), str(tmp_path / "1.csv")], ["landmark"])
+    mean = t[t.fold == "mean"].iloc[0]
+    assert mean.mean_mm == 12.0 and np.isnan(mean.ci95_low_mm)
+    assert t[t.fold == "0"].ci95_low_mm.item() == 9.0

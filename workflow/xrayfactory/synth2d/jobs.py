@@ -161,7 +161,7 @@ def synth2d_fidelity(
     table.insert(0, "fold", gen.fold)
     write_csv(table, out[0])
     samplers, n_images, shape_scale = sampling
-    rows = []
+    rows, first = [], None  # every sampler compared with the first, on the same images
     for sampler in samplers:
         images, seconds = timed(
             gen.generate,
@@ -170,7 +170,9 @@ def synth2d_fidelity(
             (seed, "synth2d-fidelity", gen.fold),
             shape_scale=shape_scale,
         )
-        rows.append(sampler_row(det, images, sampler, seconds, gen.fold))
+        errors = fidelity_rows(det, images, "synth2d", gen.fold)
+        rows.append(sampler_row(errors, sampler, seconds, gen.fold, first))
+        first = errors if first is None else first
         log.info(
             "%s %d steps: %.2f px mean fidelity",
             sampler["kind"],

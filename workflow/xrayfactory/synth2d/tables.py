@@ -9,9 +9,11 @@ from xrayfactory.core.atomic import PathLike, write_csv
 
 
 def concat_tables(paths: list[str], keys: list[str]) -> pd.DataFrame:
-    """Per-fold tables stacked, with a `mean` block averaged over folds per `keys`."""
+    """Per-fold tables stacked, with a `mean` block averaged over folds per `keys` (without
+    intervals: a mean of per-fold interval ends is none)."""
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     mean = df.drop(columns="fold").groupby(keys, sort=False).mean(numeric_only=True)
+    mean[[c for c in mean.columns if "ci95" in c]] = float("nan")
     mean = mean.reset_index()
     mean.insert(0, "fold", "mean")
     return pd.concat([df.astype({"fold": str}), mean], ignore_index=True)
