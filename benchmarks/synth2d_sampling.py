@@ -55,7 +55,7 @@ def main() -> None:
     carm = CArm(**cfg["carm"])
     views = ViewSampler.from_config(cfg["views"])
     base = cfg["synth2d"]["sampler"]
-    rows, ddpm = [], None  # the first sampler (DDPM) is every row's paired reference
+    rows, reference = [], None  # the first sampler (DDPM) is every row's paired reference
     for kind, steps in SAMPLERS:
         sampler = {**base, "kind": kind, "steps": steps}
         made, seconds = timed(
@@ -72,8 +72,8 @@ def main() -> None:
         if gen.device.type == "cuda":
             torch.cuda.synchronize()
         errors = fidelity_rows(det, made, "synth2d", a.fold)
-        rows.append(sampler_row(errors, sampler, seconds, a.fold, ddpm))
-        ddpm = errors if ddpm is None else ddpm
+        rows.append(sampler_row(errors, sampler, seconds, a.fold, reference))
+        reference = errors if reference is None else reference
     df = pd.DataFrame(rows)
     ddpm = df.iloc[0]
     df["fewer_evaluations"] = ddpm.evaluations_per_image / df.evaluations_per_image

@@ -298,27 +298,40 @@ def _errors(offset_px: np.ndarray, found: np.ndarray):
 
 
 def test_sampler_rows_are_paired_with_the_first_on_the_same_images():
-    """A sampler 1 px worse on every label it finds, and missing 4 of the 80 labels, is
-    +1.5 mm on the 76 labels both found (an interval of zero width: the same shift everywhere)
-    and -0.05 in detection; each row's own interval resamples images and holds its mean."""
+    """Errors shared by the two landmarks of an image: the second sampler is d px worse on
+    both labels of image i (d varies by image) and misses 4 of the 80 labels. Its row pairs
+    labels by image and landmark (the reference's rows shuffled), gives the mean of 1.5 d mm
+    over the 76 labels both found and -0.05 in detection, and every interval resamples whole
+    images: as wide as a bootstrap of images, wider than one of single labels."""
+    from xrayfactory.core.bootstrap import cluster_bootstrap
     from xrayfactory.synth2d.fidelity import sampler_row
 
-    off = np.random.default_rng(0).uniform(0, 6, (40, 2))
+    rng = np.random.default_rng(0)
+    off = rng.uniform(2, 6, (40, 1)) + rng.uniform(0, 0.1, (40, 2))
+    d = np.repeat(rng.uniform(0, 2, (40, 1)), 2, axis=1)
     all_found = np.ones((40, 2), bool)
     ref = _errors(off, all_found)
     worse_found = all_found.copy()
     worse_found[:4, 0] = False
-    worse = _errors(off + 1.0, worse_found)
+    worse = _errors(off + d, worse_found)
     ddim = {"kind": "ddim", "steps": 10, "guidance": 2.0}
     first = sampler_row(ref, ddim, 2.0, 0)
-    row = sampler_row(worse, {**ddim, "steps": 25}, 4.0, 0, ref)
+    shuffled = ref.sample(frac=1.0, random_state=0)
+    row = sampler_row(worse, {**ddim, "steps": 25}, 4.0, 0, shuffled)
     assert "diff_mean_mm" not in first and first["images_per_s"] == 20.0
     assert first["n_images"] == 40 and row["images_per_s"] == 10.0
-    assert first["ci95_low_mm"] < first["mean_mm"] < first["ci95_high_mm"]
-    assert row["paired_n"] == 76 and row["diff_mean_mm"] == pytest.approx(1.5)
-    assert row["diff_ci95_low_mm"] == pytest.approx(1.5)
-    assert row["diff_ci95_high_mm"] == pytest.approx(1.5)
+    both = worse_found.ravel()
+    diff_mm = 1.5 * d.ravel()[both]
+    images = np.repeat(np.arange(40), 2)[both]
+    assert row["paired_n"] == 76 and row["diff_mean_mm"] == pytest.approx(diff_mm.mean())
+    by_image = cluster_bootstrap(diff_mm, images)
+    by_label = cluster_bootstrap(diff_mm, np.arange(76))
+    assert (row["diff_ci95_low_mm"], row["diff_ci95_high_mm"]) == pytest.approx(by_image)
+    assert by_image[1] - by_image[0] > 1.2 * (by_label[1] - by_label[0])
     assert row["detection_rate_diff"] == pytest.approx(-4 / 80)
+    own = cluster_bootstrap(ref.err_mm.to_numpy(), np.repeat(np.arange(40), 2))
+    assert (first["ci95_low_mm"], first["ci95_high_mm"]) == pytest.approx(own)
+    assert first["ci95_low_mm"] < first["mean_mm"] < first["ci95_high_mm"]
 
 
 def test_fold_tables_average_without_intervals(tmp_path):

@@ -335,7 +335,10 @@ def synth2d_settings(stage):
         sampling = {k: section[k] for k in ("shard_size", "shape_scale", "sampler")}
         return settings(**view_keys, **sampling)
     return settings(
-        **view_keys, fidelity=section["fidelity"], shape_scale=section["shape_scale"]
+        **view_keys,
+        fidelity=section["fidelity"],
+        shape_scale=section["shape_scale"],
+        n_bootstrap=config["evaluation"]["n_bootstrap"],
     )
 
 

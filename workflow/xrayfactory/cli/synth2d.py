@@ -57,7 +57,7 @@ def synth2d_fidelity(a: argparse.Namespace) -> None:
     out = (a.out_fidelity, a.out_steps)
     gen = _generator(a.model, a.fold, a.landmarks, s)
     sampling = (f["samplers"], f["n_images"], s["shape_scale"])
-    job(gen, a.detector, a.shards, sampling, s["seed"], s["device"], out)
+    job(gen, a.detector, a.shards, sampling, s["seed"], s["device"], out, s["n_bootstrap"])
 
 
 def report_synth2d(a: argparse.Namespace) -> None:

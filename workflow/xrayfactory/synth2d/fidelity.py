@@ -46,9 +46,9 @@ def label_errors(
     return table
 
 
-def _stats(df: pd.DataFrame) -> dict:
+def _stats(df: pd.DataFrame, n_boot: int) -> dict:
     vis = df.visible.astype(bool)
-    lo, hi = cluster_bootstrap(df.err_mm.to_numpy(), df.image_id.to_numpy())
+    lo, hi = cluster_bootstrap(df.err_mm.to_numpy(), df.image_id.to_numpy(), n_boot=n_boot)
     return {
         "n_images": df.image_id.nunique(),
         "n_labels": int(vis.sum()),
@@ -63,15 +63,16 @@ def _stats(df: pd.DataFrame) -> dict:
     }
 
 
-def paired_difference(rows: pd.DataFrame, reference: pd.DataFrame) -> dict:
+def paired_difference(rows: pd.DataFrame, reference: pd.DataFrame, n_boot: int = 2000) -> dict:
     """`rows` minus `reference`, label errors on the same generated images (ids): the mean
     error difference on the visible labels both found, with an image-clustered 95% interval,
     and the difference in detection rate over the visible labels."""
-    both = rows.merge(reference, on=["image_id", "landmark"], suffixes=("", "_ref"))
+    keys = ["image_id", "landmark"]
+    both = rows.merge(reference, on=keys, suffixes=("", "_ref"), validate="one_to_one")
     both = both[both.visible.astype(bool)]
     diff = (both.err_mm - both.err_mm_ref).to_numpy()
     common = ~np.isnan(diff)
-    lo, hi = cluster_bootstrap(diff, both.image_id.to_numpy())
+    lo, hi = cluster_bootstrap(diff, both.image_id.to_numpy(), n_boot=n_boot)
     found = both.found.astype(float) - both.found_ref.astype(float)
     return {
         "paired_n": int(common.sum()),
@@ -82,10 +83,11 @@ def paired_difference(rows: pd.DataFrame, reference: pd.DataFrame) -> dict:
     }
 
 
-def fidelity_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per landmark and an `all` row."""
-    out = [{"landmark": "all", **_stats(rows)}]
-    out += [{"landmark": name, **_stats(g)} for name, g in rows.groupby("landmark", sort=False)]
+def fidelity_table(rows: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """One row per landmark and an `all` row (intervals from `n_boot` resamples)."""
+    out = [{"landmark": "all", **_stats(rows, n_boot)}]
+    by_landmark = rows.groupby("landmark", sort=False)
+    out += [{"landmark": name, **_stats(g, n_boot)} for name, g in by_landmark]
     return pd.DataFrame(out)
 
 
@@ -102,6 +104,7 @@ def sampler_row(
     seconds: float,
     fold: int,
     reference: pd.DataFrame | None = None,
+    n_boot: int = 2000,
 ) -> dict:
     """One line of the sampler-steps table from the label errors of the images `sampler` made
     in `seconds`; paired with the `reference` sampler's errors on the same images if given."""
@@ -112,8 +115,8 @@ def sampler_row(
         "guidance": sampler["guidance"],
         "evaluations_per_image": network_evaluations(sampler["steps"], sampler["guidance"]),
         "images_per_s": errors.image_id.nunique() / seconds if seconds > 0 else np.nan,
-        **_stats(errors),
+        **_stats(errors, n_boot),
     }
     if reference is not None:
-        row.update(paired_difference(errors, reference))
+        row.update(paired_difference(errors, reference, n_boot))
     return row

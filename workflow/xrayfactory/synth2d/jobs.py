@@ -147,17 +147,19 @@ def synth2d_fidelity(
     seed: int,
     device: str,
     out: tuple[PathLike, PathLike],
+    n_boot: int,
 ) -> None:
     """Label fidelity of the fold's generated images (the `real` detector against the
     conditioning landmarks) and how it varies with the sampler (`sampling`: the samplers, the
-    images per sampler and the arm's shape scale): tables `out` (fidelity, steps)."""
+    images per sampler and the arm's shape scale): tables `out` (fidelity, steps), intervals
+    from `n_boot` bootstrap resamples."""
     # imported here, not at the top: training and sampling need no detector (MONAI: seconds)
     from xrayfactory.detection.detector import Detector
 
     det = Detector(detector, device=device)
     generated = load_arm(shards)
     det.check_compatible(list(generated.attrs["landmark_names"]), det.settings.image_size)
-    table = fidelity_table(fidelity_rows(det, generated, "synth2d", gen.fold))
+    table = fidelity_table(fidelity_rows(det, generated, "synth2d", gen.fold), n_boot)
     table.insert(0, "fold", gen.fold)
     write_csv(table, out[0])
     samplers, n_images, shape_scale = sampling
@@ -171,7 +173,7 @@ def synth2d_fidelity(
             shape_scale=shape_scale,
         )
         errors = fidelity_rows(det, images, "synth2d", gen.fold)
-        rows.append(sampler_row(errors, sampler, seconds, gen.fold, first))
+        rows.append(sampler_row(errors, sampler, seconds, gen.fold, first, n_boot))
         first = errors if first is None else first
         log.info(
             "%s %d steps: %.2f px mean fidelity",
