@@ -50,6 +50,14 @@ def test_empty_config_gets_every_default():
             r"key synth2d: Additional properties are not allowed \('n_images' was unexpected\)",
         ),
         (
+            {"synth2d": {"image_size": 20, "channels": [8, 16, 32, 64]}},
+            r"key synth2d.image_size: 20 must be divisible by 8 \(synth2d.channels has 4 levels\)",
+        ),
+        (
+            {"synth3d": {"shape": [48, 40, 40]}},
+            r"key synth3d.shape: \[48, 40, 40\] must be divisible by 16 and",
+        ),
+        (
             {"evaluation": {"realism_images": 50}, "detector": {"train_images": 40}},
             r"key evaluation.realism_images: 50 exceeds detector.train_images = 40",
         ),

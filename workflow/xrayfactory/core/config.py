@@ -53,6 +53,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike, *, where: str 
             key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
             lines.append(f"key {key}: {e.message}")
         raise InputError(where, "invalid configuration\n  " + "\n  ".join(lines))
+    _check_synth2d(config["synth2d"], where)
     _check_synth3d(config["synth3d"], where)
     _check_realism(config, where)
     return config
@@ -66,6 +67,17 @@ def _check_realism(config: dict, where: str) -> None:
             where,
             f"key evaluation.realism_images: {config['evaluation']['realism_images']} exceeds "
             f"detector.train_images = {need} (realism compares samples of the training sets)",
+        )
+
+
+def _check_synth2d(section: dict, where: str) -> None:
+    """The generator's U-Net halves its images at every level but the last."""
+    factor = 2 ** (len(section["channels"]) - 1)
+    if section["image_size"] % factor:
+        raise InputError(
+            where,
+            f"key synth2d.image_size: {section['image_size']} must be divisible by {factor} "
+            f"(synth2d.channels has {len(section['channels'])} levels)",
         )
 
 
