@@ -242,6 +242,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "generated",
     ]
     assert quality.bone_dice.between(0, 1).all() and "landmark_offset_mm" in quality
+    assert (quality.recon_mae_hu > 0).all() and (quality.latent_effect_hu >= 0).all()
     metrics = pd.read_csv(res / "report" / "metrics.csv")
     controls = ["drr_grid", "drr_recon", "synth3d", "real_resized", "synth2d"]
     assert metrics.arm.tolist() == ["baseline", "real", "drr", *controls]

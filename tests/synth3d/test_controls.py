@@ -1,5 +1,5 @@
 """Control arms: the real CT on the synth3d grid and window, through its autoencoder, and real
-images through the synth2d image size."""
+images through the synth2d image size; whether the autoencoder's decoder reads its latent."""
 
 import numpy as np
 import pytest
@@ -8,8 +8,8 @@ import torch
 from tests.conftest import sphere_volume
 from xrayfactory.cohort.volumes import Volume
 from xrayfactory.synth2d.controls import resized
-from xrayfactory.synth3d.controls import on_model_grid, reconstructed
-from xrayfactory.synth3d.ctgrid import GridSpec, model_affine
+from xrayfactory.synth3d.controls import latent_use, on_model_grid, reconstructed
+from xrayfactory.synth3d.ctgrid import GridSpec, model_affine, training_pair
 from xrayfactory.synth3d.model import AutoencoderSettings, build_autoencoder
 
 SPEC = GridSpec(
@@ -66,6 +66,25 @@ def test_reconstruction_goes_through_the_autoencoder_on_the_model_grid(spade_cha
     # only a SPADE decoder reads the label map: another mask changes its reconstruction
     other = reconstructed(_ct(), _seg(20.0), ae, SPEC, device="cpu")
     assert np.allclose(rec.data, other.data) == (spade_channels == 0)
+
+
+@pytest.mark.parametrize("spade_channels", [0, 8])
+def test_latent_use_says_whether_the_decoder_reads_its_latent(spade_channels):
+    ae = _autoencoder(spade_channels)
+    hu = on_model_grid(_ct(), SPEC).data
+    cond = training_pair(_ct(), _seg(), SPEC)[1]
+    body = cond[0] > 0.5
+    assert 0 < body.sum() < body.size
+    used = latent_use(hu, cond, ae, SPEC)
+    assert used["latent_effect_hu"] > 1.0
+    # the error is the reconstruction's (the control drr_recon's volume), over the body only
+    rec = reconstructed(_ct(), _seg(), ae, SPEC, device="cpu").data
+    assert used["recon_mae_hu"] == pytest.approx(np.abs(rec - hu)[body].mean(), rel=1e-4)
+    assert used["recon_mae_hu"] != pytest.approx(np.abs(rec - hu).mean(), rel=1e-2)
+    # a decoder cut off from its latent (posterior collapse, made by hand): no effect at all
+    torch.nn.init.zeros_(ae.post_quant_conv.conv.weight)
+    cut = latent_use(hu, cond, ae, SPEC)
+    assert cut["latent_effect_hu"] == 0.0 and cut["recon_mae_hu"] > 1.0
 
 
 def test_resizing_through_the_generators_image_size_removes_fine_detail():

@@ -327,32 +327,44 @@ def test_train_then_sample_makes_cts_on_the_model_grid_with_carried_landmarks(st
         assert np.array_equal(a, load_ct(d / "again" / f"vol{k}_ct.nii.gz").data)
     # quality of the generated volumes against the fold's real CTs
     gen = [d / "gen" / f"vol{k}" for k in range(3)]
-    r = xrayfactory_cli(
-        "synth3d-quality",
-        *_fold0(d, "ct", "seg"),
-        "--landmarks",
-        *[str(d / f"{s}_lm.csv") for s in ("s1", "s2")],
-        "--generated-ct",
-        *[f"{g}_ct.nii.gz" for g in gen],
-        "--generated-seg",
-        *[f"{g}_seg.nii.gz" for g in gen],
-        "--generated-landmarks",
-        *[f"{g}_lm.csv" for g in gen],
-        "--out-qc",
-        *[f"{g}_qc.png" for g in gen],
-        "--out",
-        str(d / "quality.csv"),
-        "--settings",
-        json.dumps(
-            {"seed": 0, "device": "cpu", "synth3d": TINY, "names": NAMES, "labels": {"x": 1}}
-        ),
-    )
+
+    def quality(subjects: tuple[str, ...], out: Path):
+        return xrayfactory_cli(
+            "synth3d-quality",
+            *_fold0(d, "ct", "seg", subjects=subjects),
+            "--landmarks",
+            *[str(d / f"{s}_lm.csv") for s in subjects],
+            "--generated-ct",
+            *[f"{g}_ct.nii.gz" for g in gen],
+            "--generated-seg",
+            *[f"{g}_seg.nii.gz" for g in gen],
+            "--generated-landmarks",
+            *[f"{g}_lm.csv" for g in gen],
+            "--out-qc",
+            *[f"{g}_qc.png" for g in gen],
+            "--autoencoder",
+            str(models[0]),
+            "--out",
+            str(out),
+            "--settings",
+            json.dumps(
+                {"seed": 0, "device": "cpu", "synth3d": TINY, "names": NAMES, "labels": {"x": 1}}
+            ),
+        )
+
+    r = quality(("s1",), d / "other.csv")  # the autoencoder trained on s1 and s2
+    assert r.returncode == 2 and "autoencoder.pt: trained on" in r.stderr
+    assert not (d / "other.csv").exists()
+    r = quality(("s1", "s2"), d / "quality.csv")
     assert r.returncode == 0, r.stderr[-2000:]
     q = pd.read_csv(d / "quality.csv")
     assert q.volume.tolist() == ["s1", "s2", "0", "1", "2"]
     assert q.kind.tolist() == ["real"] * 2 + ["generated"] * 3
     assert all(Path(f"{g}_qc.png").stat().st_size > 1000 for g in gen)  # a figure per volume
     assert q.bone_dice.between(0, 1).all() and q.filter(like="hu_emd").notna().all().all()
+    # every CT through the fold's autoencoder: its reconstruction error, and what its latent does
+    assert (q.recon_mae_hu > 0).all() and (q.latent_effect_hu >= 0).all()
+    assert "latent effect" in r.stderr
     # the real CTs on the model grid are the ceiling of the bone Dice
     assert (q.bone_dice[q.kind == "real"] > 0.8).all()
     # the phantom's landmark names have no anatomical definition: nothing to re-derive

@@ -204,6 +204,7 @@ rule synth3d_quality:
         generated_ct=synth3d_volumes("{fold}", "ct.nii.gz"),
         generated_seg=synth3d_volumes("{fold}", "seg.nii.gz"),
         generated_landmarks=synth3d_volumes("{fold}", "landmarks.csv"),
+        autoencoder="results/synth3d/fold{fold}/autoencoder.pt",
     output:
         table="results/synth3d/fold{fold}/quality.csv",
         qc=[
@@ -237,6 +238,7 @@ rule synth3d_quality:
         " --landmarks {input.landmarks} --generated-ct {input.generated_ct}"
         " --generated-seg {input.generated_seg}"
         " --generated-landmarks {input.generated_landmarks}"
+        " --autoencoder {input.autoencoder}"
         " --out {output.table} --out-qc {output.qc} --settings {params.settings:q} 2> {log}"
 
 

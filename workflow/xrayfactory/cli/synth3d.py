@@ -110,6 +110,7 @@ def synth3d_quality(a: argparse.Namespace) -> None:
     job(
         _fold_cts(a.fold, a.subjects, a.ct, a.seg, a.landmarks),
         generated,
+        a.autoencoder,
         spec,
         s["synth3d"]["bone_hu"],
         s["labels"],
@@ -188,6 +189,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _fold_args(p, landmarks=True)
     for flag in ("--generated-ct", "--generated-seg", "--generated-landmarks", "--out-qc"):
         p.add_argument(flag, nargs="+", required=True)
+    p.add_argument("--autoencoder", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(handler=synth3d_quality)
 

@@ -8,10 +8,14 @@ applies one of those (synth2d's control is `synth2d.controls`):
   its HU window, with the `drr` arm's views;
 * `drr_recon`: DRRs of the fold's autoencoder reconstructions of those CTs (grid, window and
   autoencoder), with the `drr` arm's views;
+
+and `latent_use` says whether the autoencoder's decoder reads its latent at all: if it does not,
+the latent diffusion model cannot change what the generator draws.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from xrayfactory.cohort.volumes import Volume
@@ -45,3 +49,25 @@ def reconstructed(
     ae = autoencoder.to(dev)
     rec = ae.reconstruct(x, *mask_args(ae, cond))[0, 0].float().cpu().numpy()
     return Volume(to_hu(rec, spec), model_affine(ct, spec))
+
+
+@torch.no_grad()
+def latent_use(
+    hu: np.ndarray, cond: np.ndarray, autoencoder: torch.nn.Module, spec: GridSpec
+) -> dict[str, float]:
+    """How much a synth3d autoencoder's output depends on its latent, for a CT on the model grid
+    (`hu`, and its (C, *shape) condition): the mean absolute HU error of its reconstruction
+    (encoder's latent mean, decoded) and the mean absolute HU change of that reconstruction when
+    the latent is set to zero, the prior's mean, both over the body (condition channel 0). A
+    change near zero beside a large error means the decoder draws from the mask alone
+    (posterior collapse), so the diffusion model's latents do not change the generated CTs."""
+    x = torch.as_tensor(normalise_hu(hu, spec))[None, None]
+    mask = mask_args(autoencoder, torch.as_tensor(cond, dtype=torch.float32)[None])
+    mu = autoencoder.encode(x)[0]
+    rec = to_hu(autoencoder.decode(mu, *mask)[0, 0].float().numpy(), spec)
+    rec0 = to_hu(autoencoder.decode(torch.zeros_like(mu), *mask)[0, 0].float().numpy(), spec)
+    body = cond[0] > 0.5
+    return {
+        "recon_mae_hu": float(np.abs(rec - to_hu(x[0, 0].numpy(), spec))[body].mean()),
+        "latent_effect_hu": float(np.abs(rec - rec0)[body].mean()),
+    }

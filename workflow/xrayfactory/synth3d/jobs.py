@@ -22,9 +22,10 @@ from xrayfactory.core.rng import rng_for
 from xrayfactory.imaging.imageset import write_imageset
 from xrayfactory.imaging.qc import subject_figure
 from xrayfactory.imaging.render import ViewPlan, drr_imageset
-from xrayfactory.synth3d.controls import on_model_grid, reconstructed
+from xrayfactory.synth3d.controls import latent_use, on_model_grid, reconstructed
 from xrayfactory.synth3d.ctgrid import (
     GridSpec,
+    condition,
     deformed_mask,
     resample,
     to_hu,
@@ -79,6 +80,14 @@ class FoldCTs:
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
+def fold_autoencoder(path: PathLike, data: FoldCTs) -> tuple:
+    """load_autoencoder's tuple for the fold's autoencoder, checked to have trained on `data`."""
+    loaded = load_autoencoder(path)
+    if loaded[4] != data.meta():
+        raise InputError(path, f"trained on {loaded[4]}, not on {data.meta()}")
+    return loaded
+
+
 def train_synth3d_autoencoder(
     data: FoldCTs,
     spec: GridSpec,
@@ -104,9 +113,7 @@ def train_synth3d_diffusion(
     device: str,
 ) -> None:
     """The fold's mask-conditioned latent diffusion model, in its autoencoder's latent space."""
-    _, _, spec, _, meta = load_autoencoder(autoencoder)
-    if meta != data.meta():
-        raise InputError(autoencoder, f"trained on {meta}, not on {data.meta()}")
+    _, _, spec, _, _ = fold_autoencoder(autoencoder, data)
     volumes, conditions = data.training_data(spec)
     log.info("training the synth3d latent diffusion model of fold %d", data.fold)
     train_diffusion(
@@ -268,6 +275,7 @@ def render_drr_recon(
 def synth3d_quality(
     data: FoldCTs,
     generated: tuple[list[str], list[str], list[str]],
+    autoencoder: PathLike,
     spec: GridSpec,
     bone_hu: float,
     labels: dict[str, int],
@@ -279,16 +287,21 @@ def synth3d_quality(
     (`generated`: CT, label map and landmark files), beside its real CTs on the same grid and
     in the generator's HU window, and each generated CT's QC figure (`qc`: its AP and lateral
     DRRs with the carried landmarks). A generated CT's HU histograms are compared with the
-    fold's real CTs', a real CT's with the other real CTs' (never with itself)."""
+    fold's real CTs', a real CT's with the other real CTs' (never with itself). Every CT also
+    goes through the fold's `autoencoder` (controls.latent_use: does its decoder read the
+    latent?)."""
+    ae = fold_autoencoder(autoencoder, data)[0]
     real = []
     for i in range(len(data.subjects)):
         ct, seg = data.load(i)
         hu = on_model_grid(ct, spec)
         grid_seg = resample(seg.data, seg.affine, hu.affine, spec.shape, order=0, cval=0)
-        real.append((hu.data, grid_seg, hu.affine, load_landmarks(data.landmarks[i], names)))
-    every_real, others = reference_values([(hu, seg) for hu, seg, _, _ in real], spec)
+        cond = condition(seg.data, ct.data > spec.body_hu, ct.affine, hu.affine, spec)
+        lm = load_landmarks(data.landmarks[i], names)
+        real.append((hu.data, grid_seg, cond, hu.affine, lm))
+    every_real, others = reference_values([(r[0], r[1]) for r in real], spec)
 
-    def row(kind: str, volume, hu, seg, affine, landmarks, pool) -> dict:
+    def row(kind: str, volume, hu, seg, cond, affine, landmarks, pool) -> dict:
         drawn = drawn_landmarks(hu, seg, affine, spec, bone_hu, labels, names)
         q = volume_quality(hu, seg, pool, spec, bone_hu)
         return {
@@ -297,6 +310,7 @@ def synth3d_quality(
             "kind": kind,
             **q,
             **landmark_offset(drawn, landmarks),
+            **latent_use(hu, cond, ae, spec),
         }
 
     rows = [
@@ -307,13 +321,16 @@ def synth3d_quality(
         ct = load_ct(ct_path)
         seg = load_segmentation(seg_path, ct, ct_path)
         landmarks = load_landmarks(lm_path, names)
-        rows.append(row("generated", k, ct.data, seg.data, ct.affine, landmarks, every_real))
+        cond = condition(seg.data, ct.data > spec.body_hu, ct.affine, ct.affine, spec)
+        rows.append(row("generated", k, ct.data, seg.data, cond, ct.affine, landmarks, every_real))
         subject_figure(ct, landmarks, f"synth3d-f{data.fold}-v{k}: 3D landmarks", qc_path)
         log.info(
-            "fold %d volume %d: bone Dice %.3f, carried landmarks %.1f mm from the drawn bone's",
+            "fold %d volume %d: bone Dice %.3f, carried landmarks %.1f mm from the drawn bone's,"
+            " latent effect %.1f HU",
             data.fold,
             k,
             rows[-1]["bone_dice"],
             rows[-1]["landmark_offset_mm"],
+            rows[-1]["latent_effect_hu"],
         )
     write_csv(pd.DataFrame(rows), out)
