@@ -26,6 +26,7 @@ from xrayfactory.synth3d.ctgrid import (
     latent_condition,
     model_affine,
     resample,
+    training_pair,
 )
 from xrayfactory.synth3d.quality import dice, reference_values, tissue_values, volume_quality
 from xrayfactory.synth3d.tables import quality_table
@@ -245,6 +246,41 @@ def models(study):
     r = xrayfactory_cli(*_train(d, "train-synth3d-diffusion", ldm, "--autoencoder", str(ae)))
     assert r.returncode == 0, r.stderr[-2000:]
     return ae, ldm
+
+
+@pytest.mark.parametrize("sample_posterior", [True, False])
+def test_the_autoencoder_decodes_a_posterior_sample_or_its_mean(
+    sample_posterior, monkeypatch, tmp_path
+):
+    """`sample_posterior: false` trains on the posterior's mean: the latent noise is never
+    drawn, so no draw can change the weights."""
+    from monai.networks.nets import AutoencoderKL
+
+    from xrayfactory.synth3d.model import Runtime, autoencoder_settings, train_autoencoder
+
+    pairs = [_phantom(s) for s in (0.0, 10.0)]
+    x = np.stack([training_pair(ct, seg, SPEC)[0] for ct, seg, _ in pairs])
+    c = np.stack([training_pair(ct, seg, SPEC)[1] for ct, seg, _ in pairs])
+    ae = {**TINY["autoencoder"], "steps": 3, "sample_posterior": sample_posterior}
+    a = autoencoder_settings({"autoencoder": ae})
+    draws = []
+
+    def noise_times(k: float):
+        def sampling(self, mu, sigma):
+            draws.append(k)
+            return mu + k * sigma * torch.randn_like(sigma)
+
+        return sampling
+
+    weights = []
+    for k in (1.0, 100.0):  # the posterior's noise, then a hundred times larger
+        monkeypatch.setattr(AutoencoderKL, "sampling", noise_times(k))
+        out = tmp_path / f"ae{k}.pt"
+        train_autoencoder(x, c, SPEC, a, Runtime(seed=0), out, meta={}, device="cpu")
+        weights.append(torch.load(out, weights_only=False)["model"])
+    same = all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert same == (not sample_posterior)
+    assert len(draws) == (6 if sample_posterior else 0)
 
 
 def test_a_diffusion_model_refuses_an_autoencoder_of_other_subjects(study, models):

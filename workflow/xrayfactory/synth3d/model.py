@@ -3,7 +3,10 @@
 Stage 1, a 3D AutoencoderKL, learns normalised HU on random patches of the fold's training CTs
 (L1 + KL), so memory does not grow with the volume. With `spade_channels` > 0 it is MONAI's
 SPADEAutoencoderKL instead (brainSPADE): its decoder also reads the mask condition at full
-resolution, so the label maps place the anatomy and the latent carries the rest.
+resolution, so the label maps place the anatomy and the latent is to carry the rest. It decodes
+a sample of its posterior, or with `sample_posterior` off the posterior's mean: the noise of a
+fresh encoder can drown its means, and a decoder that reads the masks then learns to ignore its
+latent (synth3d.controls.latent_use measures it).
 Stage 2, a 3D DiffusionModelUNet, learns the DDPM objective (epsilon, v or sample prediction) on
 the frozen autoencoder's scaled latents with MONAI's DiffusionInferer, the mask condition
 (ctgrid.condition, averaged to the latent grid) concatenated to the noisy latent. Sampling runs
@@ -55,6 +58,7 @@ class AutoencoderSettings:
     learning_rate: float
     kl_weight: float = 1e-6
     spade_channels: int = 0
+    sample_posterior: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,7 +285,11 @@ def train_autoencoder(
         x, c = xc[:, :1], xc[:, 1:]
         torch.manual_seed(int(rng.integers(2**62)))  # the latent sampling noise
         with _autocast(dev, r.mixed_precision):
-            rec, mu, sigma = net(x, *mask_args(net, c))
+            if a.sample_posterior:
+                rec, mu, sigma = net(x, *mask_args(net, c))
+            else:
+                mu, sigma = net.encode(x)
+                rec = net.decode(mu, *mask_args(net, c))
         return F.l1_loss(rec.float(), x) + a.kl_weight * _kl(mu.float(), sigma.float())
 
     key = {"digest": _digest(spec, a, r), "meta": meta}
