@@ -243,6 +243,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     ]
     assert quality.bone_dice.between(0, 1).all() and "landmark_offset_mm" in quality
     assert (quality.recon_mae_hu > 0).all() and (quality.latent_effect_hu >= 0).all()
+    assert (quality.mask_prior_mae_hu > 0).all()  # tiny.yaml's autoencoder learns over the prior
     metrics = pd.read_csv(res / "report" / "metrics.csv")
     controls = ["drr_grid", "drr_recon", "synth3d", "real_resized", "synth2d"]
     assert metrics.arm.tolist() == ["baseline", "real", "drr", *controls]

@@ -9,8 +9,8 @@ from tests.conftest import sphere_volume
 from xrayfactory.cohort.volumes import Volume
 from xrayfactory.synth2d.controls import resized
 from xrayfactory.synth3d.controls import latent_use, on_model_grid, reconstructed
-from xrayfactory.synth3d.ctgrid import GridSpec, model_affine, training_pair
-from xrayfactory.synth3d.model import AutoencoderSettings, build_autoencoder
+from xrayfactory.synth3d.ctgrid import GridSpec, model_affine, to_hu, training_pair
+from xrayfactory.synth3d.model import AutoencoderSettings, build_autoencoder, mask_args
 
 SPEC = GridSpec(
     shape=(16, 16, 16),
@@ -85,6 +85,30 @@ def test_latent_use_says_whether_the_decoder_reads_its_latent(spade_channels):
     torch.nn.init.zeros_(ae.post_quant_conv.conv.weight)
     cut = latent_use(hu, cond, ae, SPEC)
     assert cut["latent_effect_hu"] == 0.0 and cut["recon_mae_hu"] > 1.0
+
+
+@pytest.mark.parametrize("spade_channels", [0, 8])
+def test_with_a_mask_prior_the_autoencoder_codes_the_residual_over_it(spade_channels):
+    """The prior (constant -0.1, the ball +0.5 in normalised HU) is taken off before encoding
+    and put back after decoding; the prior's own error is reported beside the network's."""
+    ae = _autoencoder(spade_channels)
+    hu = on_model_grid(_ct(), SPEC).data
+    x, cond = training_pair(_ct(), _seg(), SPEC)
+    c = torch.as_tensor(cond)[None]
+    plain = latent_use(hu, cond, ae, SPEC)
+    assert np.isnan(plain["mask_prior_mae_hu"])
+    ae.mask_prior.weights.copy_(torch.tensor([-0.1, 0.0, 0.5]))
+    prior = (-0.1 + 0.5 * c[:, 1:2]).float()
+    torch.testing.assert_close(ae.mask_prior(c), prior)
+    with torch.no_grad():
+        by_hand = ae.reconstruct(torch.as_tensor(x)[None] - prior, *mask_args(ae, c)) + prior
+    rec = reconstructed(_ct(), _seg(), ae, SPEC, device="cpu").data
+    np.testing.assert_allclose(rec, to_hu(by_hand[0, 0].numpy(), SPEC), atol=1e-2)
+    used = latent_use(hu, cond, ae, SPEC)
+    body = cond[0] > 0.5
+    assert used["recon_mae_hu"] == pytest.approx(np.abs(rec - hu)[body].mean(), rel=1e-4)
+    alone = np.abs(to_hu(prior[0, 0].numpy(), SPEC) - hu)[body].mean()
+    assert used["mask_prior_mae_hu"] == pytest.approx(alone, rel=1e-5)
 
 
 def test_resizing_through_the_generators_image_size_removes_fine_detail():

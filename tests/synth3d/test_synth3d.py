@@ -4,6 +4,7 @@ resume, quality measures."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -283,6 +284,66 @@ def test_the_autoencoder_decodes_a_posterior_sample_or_its_mean(
     assert len(draws) == (6 if sample_posterior else 0)
 
 
+def test_the_mask_prior_is_the_least_squares_tissue_mean():
+    """Exact on volumes linear in their masks (an empty channel gets weight 0), and numpy's
+    least squares on the stacked voxels otherwise."""
+    from xrayfactory.synth3d.model import fit_mask_prior
+
+    rng = np.random.default_rng(0)
+    c = rng.random((3, 3, 6, 5, 4)).astype(np.float32)
+    c[:, 2] = 0.0
+    w = np.array([0.1, 0.3, -0.2, 0.0])
+    x = (w[0] + np.einsum("c,nc...->n...", w[1:], c))[:, None]
+    np.testing.assert_allclose(fit_mask_prior(x, c), w, atol=1e-6)
+    noisy = x + rng.normal(0.0, 0.05, x.shape)
+    rows = np.moveaxis(np.concatenate([np.ones_like(c[:, :1]), c], axis=1), 1, -1)
+    expected = np.linalg.lstsq(rows.reshape(-1, 4), noisy.reshape(-1), rcond=None)[0]
+    np.testing.assert_allclose(fit_mask_prior(noisy, c), expected, atol=1e-6)
+
+
+def test_an_autoencoder_keeps_its_mask_prior_in_its_checkpoint(tmp_path, models):
+    """Fitted on the training CTs (the phantoms' bone ball: 760 HU over the body), stored beside
+    the weights and restored; a checkpoint without one (written before it existed, or trained
+    without it) loads with none."""
+    from xrayfactory.synth3d.model import (
+        Runtime,
+        autoencoder_settings,
+        fit_mask_prior,
+        load_autoencoder,
+        train_autoencoder,
+    )
+
+    pairs = [training_pair(ct, seg, SPEC) for ct, seg, _ in map(_phantom, (0.0, 10.0))]
+    x, c = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    a = autoencoder_settings({"autoencoder": {**TINY["autoencoder"], "mask_prior": True}})
+    out = tmp_path / "ae.pt"
+    train_autoencoder(x, c, SPEC, replace(a, steps=2), Runtime(seed=0), out, meta={})
+    ckpt = torch.load(out, weights_only=False)
+    np.testing.assert_allclose(ckpt["mask_prior"], fit_mask_prior(x, c), rtol=1e-5, atol=1e-7)
+    bone = 1 + SPEC.channels.index("bone")
+    assert ckpt["mask_prior"][bone] * 2624 == pytest.approx(760, rel=0.1)
+    net = load_autoencoder(out)[0]
+    np.testing.assert_allclose(net.mask_prior.weights.numpy(), ckpt["mask_prior"], rtol=1e-6)
+    del ckpt["mask_prior"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    assert not load_autoencoder(tmp_path / "old.pt")[0].mask_prior.weights.any()
+    assert not any(torch.load(models[0], weights_only=False)["mask_prior"])
+
+
+def test_generated_cts_are_decoded_over_the_mask_prior(models):
+    from xrayfactory.synth3d.model import Synth3D
+
+    model = Synth3D(*models, device="cpu")
+    cond = training_pair(*_phantom(5.0)[:2], SPEC)[1][None]
+    kw = {"sampler": "ddim", "steps": 3, "rng_key": (0, "prior")}
+    before = model.generate(cond, **kw)
+    model.ae.mask_prior.weights[0] = 0.1  # a constant prior of +262 HU
+    after = model.generate(cond, **kw)
+    inside = (before > 0) & (before < 0.9)  # not clamped either time
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(after[inside], before[inside] + 0.1, atol=1e-5)
+
+
 def test_a_diffusion_model_refuses_an_autoencoder_of_other_subjects(study, models):
     """The fold's subjects come from the workflow; a later stage checks that its autoencoder
     was trained on the same fold and subjects."""
@@ -400,6 +461,7 @@ def test_train_then_sample_makes_cts_on_the_model_grid_with_carried_landmarks(st
     assert q.bone_dice.between(0, 1).all() and q.filter(like="hu_emd").notna().all().all()
     # every CT through the fold's autoencoder: its reconstruction error, and what its latent does
     assert (q.recon_mae_hu > 0).all() and (q.latent_effect_hu >= 0).all()
+    assert q.mask_prior_mae_hu.isna().all()  # trained without a mask prior
     assert "latent effect" in r.stderr
     # the real CTs on the model grid are the ceiling of the bone Dice
     assert (q.bone_dice[q.kind == "real"] > 0.8).all()

@@ -28,7 +28,7 @@ from xrayfactory.synth3d.ctgrid import (
     to_hu,
     training_pair,
 )
-from xrayfactory.synth3d.model import mask_args
+from xrayfactory.synth3d.model import mask_args, reconstruct
 
 
 def on_model_grid(ct: Volume, spec: GridSpec) -> Volume:
@@ -46,8 +46,7 @@ def reconstructed(
     reproduce of it."""
     dev = pick_device(device)
     x, cond = (torch.as_tensor(v)[None].to(dev) for v in training_pair(ct, seg, spec))
-    ae = autoencoder.to(dev)
-    rec = ae.reconstruct(x, *mask_args(ae, cond))[0, 0].float().cpu().numpy()
+    rec = reconstruct(autoencoder.to(dev), x, cond)[0, 0].float().cpu().numpy()
     return Volume(to_hu(rec, spec), model_affine(ct, spec))
 
 
@@ -60,14 +59,22 @@ def latent_use(
     (encoder's latent mean, decoded) and the mean absolute HU change of that reconstruction when
     the latent is set to zero, the prior's mean, both over the body (condition channel 0). A
     change near zero beside a large error means the decoder draws from the mask alone
-    (posterior collapse), so the diffusion model's latents do not change the generated CTs."""
+    (posterior collapse), so the diffusion model's latents do not change the generated CTs.
+    With a mask prior, also the error of the prior alone: what the network adds to it."""
     x = torch.as_tensor(normalise_hu(hu, spec))[None, None]
-    mask = mask_args(autoencoder, torch.as_tensor(cond, dtype=torch.float32)[None])
-    mu = autoencoder.encode(x)[0]
-    rec = to_hu(autoencoder.decode(mu, *mask)[0, 0].float().numpy(), spec)
-    rec0 = to_hu(autoencoder.decode(torch.zeros_like(mu), *mask)[0, 0].float().numpy(), spec)
+    c = torch.as_tensor(cond, dtype=torch.float32)[None]
+    prior = autoencoder.mask_prior(c)
+    mu = autoencoder.encode(x - prior)[0]
+    rec, rec0 = (
+        to_hu((autoencoder.decode(z, *mask_args(autoencoder, c)) + prior)[0, 0].numpy(), spec)
+        for z in (mu, torch.zeros_like(mu))
+    )
     body = cond[0] > 0.5
+    truth = to_hu(x[0, 0].numpy(), spec)
+    has_prior = bool(autoencoder.mask_prior.weights.any())
+    prior_err = np.abs(to_hu(prior[0, 0].numpy(), spec) - truth)[body].mean()
     return {
-        "recon_mae_hu": float(np.abs(rec - to_hu(x[0, 0].numpy(), spec))[body].mean()),
+        "recon_mae_hu": float(np.abs(rec - truth)[body].mean()),
         "latent_effect_hu": float(np.abs(rec - rec0)[body].mean()),
+        "mask_prior_mae_hu": float(prior_err) if has_prior else float("nan"),
     }

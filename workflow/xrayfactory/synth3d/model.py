@@ -6,7 +6,8 @@ SPADEAutoencoderKL instead (brainSPADE): its decoder also reads the mask conditi
 resolution, so the label maps place the anatomy and the latent is to carry the rest. It decodes
 a sample of its posterior, or with `sample_posterior` off the posterior's mean: the noise of a
 fresh encoder can drown its means, and a decoder that reads the masks then learns to ignore its
-latent (synth3d.controls.latent_use measures it).
+latent (synth3d.controls.latent_use measures it). With `mask_prior` it learns the residual over
+the HU the masks alone predict (MaskPrior), so each tissue starts at its mean.
 Stage 2, a 3D DiffusionModelUNet, learns the DDPM objective (epsilon, v or sample prediction) on
 the frozen autoencoder's scaled latents with MONAI's DiffusionInferer, the mask condition
 (ctgrid.condition, averaged to the latent grid) concatenated to the noisy latent. Sampling runs
@@ -59,6 +60,7 @@ class AutoencoderSettings:
     kl_weight: float = 1e-6
     spade_channels: int = 0
     sample_posterior: bool = True
+    mask_prior: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,12 +120,39 @@ def _groups(channels: tuple[int, ...]) -> int:
     return int(np.gcd.reduce(channels)) if min(channels) < 32 else 32
 
 
+def fit_mask_prior(volumes: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """Least-squares weights (1 + C,) of (N, 1, *shape) normalised CTs on a constant and their
+    (N, C, *shape) condition channels (normal equations, one volume at a time; an empty channel
+    gets weight 0): each tissue's mean as the masks alone predict it."""
+    gram, rhs = 0.0, 0.0
+    for x, c in zip(volumes, conditions, strict=True):
+        d = np.concatenate([np.ones_like(c[:1]), c]).reshape(len(c) + 1, -1).astype(np.float64)
+        gram, rhs = gram + d @ d.T, rhs + d @ x.reshape(-1).astype(np.float64)
+    return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+
+
+class MaskPrior(torch.nn.Module):
+    """The normalised HU a mask condition alone predicts, w0 + sum_c w_c condition_c; zero
+    weights (no prior) unless `autoencoder.mask_prior` fitted them. The autoencoder encodes and
+    decodes the residual over it. Not in the network's state dict: checkpoints keep the weights
+    beside it, so those written before the prior existed still load."""
+
+    def __init__(self, n_condition: int):
+        super().__init__()
+        self.register_buffer("weights", torch.zeros(1 + n_condition), persistent=False)
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        """(B, C, *shape) condition -> (B, 1, *shape) normalised HU."""
+        w = self.weights.to(condition.device, condition.dtype)
+        return (w[0] + torch.einsum("c,bc...->b...", w[1:], condition))[:, None]
+
+
 def build_autoencoder(
     a: AutoencoderSettings, n_condition: int, *, checkpointing: bool = False
 ) -> AutoencoderKL | SPADEAutoencoderKL:
     """The autoencoder (SPADE decoder reading `n_condition` mask channels when
-    a.spade_channels > 0), its weights channels-last (oneDNN's 3D convolutions on a CPU: about
-    1.5x faster training steps at the demo's size)."""
+    a.spade_channels > 0), with its `mask_prior` (zero until fitted), its weights channels-last
+    (oneDNN's 3D convolutions on a CPU: about 1.5x faster training steps at the demo's size)."""
     common = {
         "spatial_dims": 3,
         "in_channels": 1,
@@ -142,6 +171,7 @@ def build_autoencoder(
         )
     else:
         net = AutoencoderKL(use_checkpoint=checkpointing, **common)
+    net.mask_prior = MaskPrior(n_condition)
     return net.to(memory_format=torch.channels_last_3d)
 
 
@@ -247,11 +277,24 @@ def _kl(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def encode(
-    ae: AutoencoderKL, volumes: torch.Tensor, scale: float, dev: torch.device
+    ae: AutoencoderKL,
+    volumes: torch.Tensor,
+    conditions: torch.Tensor,
+    scale: float,
+    dev: torch.device,
 ) -> torch.Tensor:
-    """Scaled latent means (N, latent_channels, ...) of (N, 1, *shape) volumes, on the CPU."""
+    """Scaled latent means (N, latent_channels, ...) of (N, 1, *shape) volumes (the residuals
+    over their (N, C, *shape) conditions' mask prior), on the CPU."""
     with torch.no_grad():
-        return torch.cat([ae.encode(v[None].to(dev))[0].float().cpu() for v in volumes]) * scale
+        res = volumes - ae.mask_prior(conditions)
+        return torch.cat([ae.encode(v[None].to(dev))[0].float().cpu() for v in res]) * scale
+
+
+def reconstruct(ae: AutoencoderKL, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    """Encode (B, 1, *shape) normalised CTs to their latent means and decode (a SPADE decoder
+    reads the (B, C, *shape) condition), over the mask prior."""
+    prior = ae.mask_prior(condition)
+    return ae.reconstruct(x - prior, *mask_args(ae, condition)) + prior
 
 
 def train_autoencoder(
@@ -276,8 +319,14 @@ def train_autoencoder(
     dev = pick_device(device)
     use_ckpt = r.activation_checkpointing and dev.type == "cuda"
     net = build_autoencoder(a, conditions.shape[1], checkpointing=use_ckpt).to(dev)
-    x_all = torch.as_tensor(volumes)
-    xc_all = torch.cat([x_all, torch.as_tensor(conditions)], dim=1)
+    if a.mask_prior:
+        w = fit_mask_prior(volumes, conditions)
+        net.mask_prior.weights.copy_(torch.as_tensor(w))
+        span = spec.hu_range[1] - spec.hu_range[0]
+        terms = ", ".join(f"{n} {v * span:+.0f}" for n, v in zip(spec.channels, w[1:], strict=True))
+        log.info("mask prior: %.0f HU, %s", spec.hu_range[0] + w[0] * span, terms)
+    x_all, c_all = torch.as_tensor(volumes), torch.as_tensor(conditions)
+    xc_all = torch.cat([x_all - net.mask_prior(c_all), c_all], dim=1)  # residuals
 
     def loss_at(step: int) -> torch.Tensor:
         rng = rng_for(r.seed, "synth3d-ae", step)
@@ -294,9 +343,10 @@ def train_autoencoder(
 
     key = {"digest": _digest(spec, a, r), "meta": meta}
     run = _fit(net, a.steps, a.learning_rate, loss_at, out, key, r, "synth3d autoencoder training")
-    scale = float(1 / encode(net, x_all, 1.0, dev).std())
+    scale = float(1 / encode(net, x_all, c_all, 1.0, dev).std())
     final = {
         "model": net.state_dict(),
+        "mask_prior": net.mask_prior.weights.tolist(),
         "scale_factor": scale,
         "grid": asdict(spec),
         "autoencoder": asdict(a),
@@ -325,6 +375,8 @@ def load_autoencoder(
     a = _fields(AutoencoderSettings, ckpt["autoencoder"])
     spec = _spec(ckpt["grid"])
     net = restore(build_autoencoder(a, len(spec.channels)), ckpt, torch.device("cpu"))
+    if "mask_prior" in ckpt:
+        net.mask_prior.weights.copy_(torch.as_tensor(ckpt["mask_prior"]))
     return net, float(ckpt["scale_factor"]), spec, a, ckpt.get("meta", {})
 
 
@@ -352,7 +404,7 @@ def train_diffusion(
     ae, scale, spec, a, _ = load_autoencoder(autoencoder)
     torch.manual_seed(r.seed)
     dev = pick_device(device)
-    z_all = encode(ae.to(dev), torch.as_tensor(volumes), scale, dev)
+    z_all = encode(ae.to(dev), torch.as_tensor(volumes), torch.as_tensor(conditions), scale, dev)
     c_all = latent_condition(torch.as_tensor(conditions), downsampling(a))
     _divisible("config synth3d.shape / the autoencoder's downsampling", z_all.shape[2:], d.channels)
     unet = build_unet(a, d, conditions.shape[1]).to(dev)
@@ -443,7 +495,8 @@ class Synth3D:
                     verbose=False,
                     seg=cond.to(self.device),  # read by a SPADE decoder only
                 )
-            out.append(x.float().clamp(0, 1)[:, 0].cpu().numpy())
+            x = x.float() + self.ae.mask_prior(cond.to(self.device))
+            out.append(x.clamp(0, 1)[:, 0].cpu().numpy())
             if progress is not None:
                 progress.update(len(c))
         return np.concatenate(out)
