@@ -71,10 +71,9 @@ def latent_use(
     )
     body = cond[0] > 0.5
     truth = to_hu(x[0, 0].numpy(), spec)
-    has_prior = bool(autoencoder.mask_prior.weights.any())
     prior_err = np.abs(to_hu(prior[0, 0].numpy(), spec) - truth)[body].mean()
     return {
         "recon_mae_hu": float(np.abs(rec - truth)[body].mean()),
         "latent_effect_hu": float(np.abs(rec - rec0)[body].mean()),
-        "mask_prior_mae_hu": float(prior_err) if has_prior else float("nan"),
+        "mask_prior_mae_hu": float(prior_err if autoencoder.mask_prior.weights.any() else np.nan),
     }
