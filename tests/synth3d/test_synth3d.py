@@ -4,7 +4,6 @@ resume, quality measures."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -315,9 +314,10 @@ def test_an_autoencoder_keeps_its_mask_prior_in_its_checkpoint(tmp_path, models)
 
     pairs = [training_pair(ct, seg, SPEC) for ct, seg, _ in map(_phantom, (0.0, 10.0))]
     x, c = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-    a = autoencoder_settings({"autoencoder": {**TINY["autoencoder"], "mask_prior": True}})
+    ae = {**TINY["autoencoder"], "steps": 2, "mask_prior": True}
+    a = autoencoder_settings({"autoencoder": ae})
     out = tmp_path / "ae.pt"
-    train_autoencoder(x, c, SPEC, replace(a, steps=2), Runtime(seed=0), out, meta={})
+    train_autoencoder(x, c, SPEC, a, Runtime(seed=0), out, meta={})
     ckpt = torch.load(out, weights_only=False)
     np.testing.assert_allclose(ckpt["mask_prior"], fit_mask_prior(x, c), rtol=1e-5, atol=1e-7)
     bone = 1 + SPEC.channels.index("bone")
