@@ -221,7 +221,7 @@ def units(c: dict, subjects: list[str]) -> dict[str, int]:
     det_steps = sum(
         det["epochs"] * max(1, sum(n.values()) // det["batch_size"]) for n in sets.values()
     )
-    uses = {arm: any(arm in n for n in sets.values()) for arm in ("drr", "synth2d", "synth3d")}
+    uses = {arm: any(arm in n for n in sets.values()) for arm in ("drr", *GENERATED)}
     made = {arm: units_to_make(c, sets, arm) * unit_size(c, arm) * uses[arm] for arm in GENERATED}
     evals = synth2d.network_evaluations(s2["sampler"]["steps"], s2["sampler"]["guidance"])
     fidelity = sum(
@@ -236,7 +236,7 @@ def units(c: dict, subjects: list[str]) -> dict[str, int]:
         "synth3d diffusion": n_folds * s3["diffusion"]["steps"] * uses["synth3d"],
         "synth3d generate": n_folds * s3["n_volumes"] * uses["synth3d"],
         "DRR": len(subjects) * c["drr"]["images_per_subject"] * uses["drr"]
-        + n_folds * made["synth3d"],
+        + n_folds * (made["synth3d"] + made["synth3d_nolatent"]),
     }
 
 

@@ -21,7 +21,7 @@ STUDY = {**TINY, "device": "auto", "synth2d": {**TINY["synth2d"], "shard_size": 
 TARGETS = [
     *(
         f"results/predictions/{arm}/fold0_seed0.csv"
-        for arm in ("real", "synth3d", "synth2d", "drr_grid", "drr_recon")
+        for arm in ("real", "synth3d", "synth2d", "drr_grid", "drr_recon", "synth3d_nolatent")
     ),
     "results/synth2d/fold0/label_fidelity.csv",
     "results/synth3d/fold0/quality.csv",
@@ -39,6 +39,7 @@ GPU_RULES = {
     "train_synth3d_autoencoder",
     "train_synth3d_diffusion",
     "sample_synth3d",
+    "sample_synth3d_nolatent",
 }
 # Site overrides for this cluster: no accounting database (squeue for status), no account,
 # quick first status check.

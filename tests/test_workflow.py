@@ -160,8 +160,11 @@ def test_generated_arms_make_what_their_largest_set_needs_and_sets_read_only_tha
     commands = [line for line in r.stdout.splitlines() if "python -m xrayfactory" in line]
     sampled = sorted(c.split("--shard ")[1].split()[0] for c in commands if "sample-synth2d" in c)
     assert sampled == ["0", "0", "1", "1", "2", "2"]  # 2 folds x 3 shards of 2 images
-    parts = sorted(c.split("--part ")[1].split()[0] for c in commands if "render-synth3d" in c)
+    rendered = [c for c in commands if "render-synth3d" in c]
+    parts = sorted(c.split("--part ")[1].split()[0] for c in rendered if "--arm synth3d " in c)
     assert parts == ["0"] * 4 + ["1"] * 4  # 2 folds x 2 volumes x 2 parts
+    control = [c.split("--part ")[1].split()[0] for c in rendered if "synth3d_nolatent" in c]
+    assert control == ["0"] * 4  # its own training set's (synth3d_nolatent has no sweep)
 
     def training(arm):
         return next(c for c in commands if f"--arm {arm} --fold 1 " in c and "train-det" in c)
@@ -225,13 +228,29 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
                 assert f.attrs["arm"] == control.split("/")[0]
     with h5py.File(res / "imagesets" / "real_resized" / "demo01.h5") as f:
         assert f["images"].shape == (3, 32, 32) and f.attrs["arm"] == "real_resized"
+    # synth3d_nolatent: synth3d's masks and views, its CTs decoded without the diffusion model
+    for name in ("seg.nii.gz", "landmarks.csv"):
+        pair = [
+            (res / arm / "fold1" / "vol0" / name).read_bytes()
+            for arm in ("synth3d", "synth3d_nolatent")
+        ]
+        assert pair[0] == pair[1]
+    with h5py.File(res / "imagesets" / "synth3d" / "fold1" / "vol0_part0.h5") as synth3d:
+        with h5py.File(res / "imagesets" / "synth3d_nolatent" / "fold1" / "vol0_part0.h5") as f:
+            np.testing.assert_array_equal(f["projection"][:], synth3d["projection"][:])
+            assert not np.allclose(f["images"][:], synth3d["images"][:], atol=1e-3)
+            assert f.attrs["arm"] == "synth3d_nolatent" and "no diffusion" in f.attrs["generator"]
 
     # each control trains on its parent arm's images (3 of each of 2 subjects, 4 drawn)
     def trained_ids(arm: str, fold: int) -> list[str]:
         model = res / "detector" / arm / f"fold{fold}" / "seed0" / "model.pt"
         return torch.load(model, weights_only=False)["meta"]["image_ids"]
 
-    for parent, controls in (("drr", ("drr_grid", "drr_recon")), ("real", ("real_resized",))):
+    for parent, controls in (
+        ("drr", ("drr_grid", "drr_recon")),
+        ("real", ("real_resized",)),
+        ("synth3d", ("synth3d_nolatent",)),
+    ):
         for fold in (0, 1):
             ids = trained_ids(parent, fold)
             assert len(ids) == 4 and all(trained_ids(c, fold) == ids for c in controls)
@@ -245,7 +264,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert (quality.recon_mae_hu > 0).all() and (quality.latent_effect_hu >= 0).all()
     assert (quality.mask_prior_mae_hu > 0).all()  # tiny.yaml's autoencoder learns over the prior
     metrics = pd.read_csv(res / "report" / "metrics.csv")
-    controls = ["drr_grid", "drr_recon", "synth3d", "real_resized", "synth2d"]
+    controls = ["drr_grid", "drr_recon", "synth3d_nolatent", "synth3d", "real_resized", "synth2d"]
     assert metrics.arm.tolist() == ["baseline", "real", "drr", *controls]
     realism = pd.read_csv(res / "report" / "realism.csv")
     assert realism.arm.tolist() == ["real", "drr", *controls]
@@ -284,7 +303,7 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     jobs = {row.split("|")[1].strip(): float(row.split("|")[2]) for row in times.splitlines()[2:]}
-    assert jobs["train_detector"] == 7 * 2  # tests/configs/tiny.yaml: 7 arms, 2 folds, 1 seed
+    assert jobs["train_detector"] == 8 * 2  # tests/configs/tiny.yaml: 8 arms, 2 folds, 1 seed
     assert jobs["total"] == sum(v for k, v in jobs.items() if k != "total")
 
     # the transfer diagnostic: its "as is" images are the study's own test images (same views,
@@ -356,11 +375,11 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
     assert planned_jobs(scope, "drr") == {**arm_jobs, "drr": 1}
     assert planned_jobs(scope) == {
         "render_imageset": 3,
-        "render_synth3d": 4,
+        "render_synth3d": 8,  # synth3d's and synth3d_nolatent's
         "render_drr_grid": 3,
         "render_drr_recon": 4,
-        **{rule: 4 * arm_jobs[rule] for rule in ("imageset_qc", "train_detector")},
-        "evaluate_detector": 4 * arm_jobs["evaluate_detector"],
+        **{rule: 5 * arm_jobs[rule] for rule in ("imageset_qc", "train_detector")},
+        "evaluate_detector": 5 * arm_jobs["evaluate_detector"],
         **study_jobs,
     }
     # a synth3d sampler change regenerates its CTs and what depends on them, nothing else

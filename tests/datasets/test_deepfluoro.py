@@ -370,10 +370,12 @@ def test_paper_configuration_plans_the_whole_study_on_a_fixture(fixture_file, tm
     assert (
         jobs["import_deepfluoro"] == 6 and jobs["render_imageset"] == 6
     )  # drr only: real is imported
-    # four arms, three controls, 14 sweep points and one recipe, 6 folds x 3 seeds
-    assert jobs["train_detector"] == jobs["evaluate_detector"] == 6 * (7 + 14 + 1) * 3
-    # synth2d@5000: 20 shards of 250 per fold; synth3d@5000: one part of 5 volumes x 1,000
-    assert jobs["render_synth3d"] == 6 * 5 and jobs["sample_synth2d"] == 6 * 20
+    # four arms, four controls, 14 sweep points and one recipe, 6 folds x 3 seeds
+    assert jobs["train_detector"] == jobs["evaluate_detector"] == 6 * (8 + 14 + 1) * 3
+    # synth2d@5000: 20 shards of 250 per fold; synth3d@5000: one part of 5 volumes x 1,000,
+    # and so synth3d_nolatent's 250 images
+    assert jobs["render_synth3d"] == 6 * 5 * 2 and jobs["sample_synth2d"] == 6 * 20
+    assert jobs["sample_synth3d"] == jobs["sample_synth3d_nolatent"] == 6
     assert jobs["render_drr_grid"] == 6 and jobs["render_drr_recon"] == 6 * 5
     assert jobs["resize_real"] == 6 and jobs["realism"] == 6  # one per fold, every arm
     assert sum(jobs.values()) <= 1200

@@ -99,9 +99,10 @@ def test_generated_arms_take_their_images_in_generation_order_across_volumes():
 
 
 def test_controls_train_on_their_parent_arms_images():
-    """drr_grid and drr_recon take the `drr` detector's image ids and real_resized the `real`
-    detector's (each control differs from its parent only in what it isolates), also in the
-    realism sample; a pool larger than the training set makes the draw matter."""
+    """drr_grid and drr_recon take the `drr` detector's image ids, real_resized the `real`
+    detector's and synth3d_nolatent synth3d's (each control differs from its parent only in
+    what it isolates), also in the realism sample; a pool larger than the training set makes
+    the draw matter."""
     train = ["b", "c"]
     s = _set(n=30)
     s.subject = np.array(["a", "b", "c"] * 10)
@@ -114,3 +115,11 @@ def test_controls_train_on_their_parent_arms_images():
     drr = realism_sample("drr", 0, train, s, 8, 12, 3)
     grid = realism_sample("drr_grid", 0, train, s, 8, 12, 3)
     np.testing.assert_array_equal(drr.images, grid.images)
+    # synth3d_nolatent: synth3d's volumes and views (its parts), made to order like synth3d
+    part = _set(n=12)
+    part.subject = np.array(["v0"] * 3 + ["v1"] * 3 + ["v0"] * 3 + ["v1"] * 3)
+    part.attrs["fold"] = 0
+    _, ids = arm_training_set("synth3d", 0, [], part, 8, seed=0)
+    assert arm_training_set("synth3d_nolatent", 0, [], part, 8, seed=2)[1] == ids
+    pair = [realism_sample(arm, 0, [], part, 4, 8, 3) for arm in ("synth3d", "synth3d_nolatent")]
+    np.testing.assert_array_equal(pair[0].images, pair[1].images)

@@ -344,6 +344,44 @@ def test_generated_cts_are_decoded_over_the_mask_prior(models):
     np.testing.assert_allclose(after[inside], before[inside] + 0.1, atol=1e-5)
 
 
+def test_without_a_diffusion_model_the_decoder_draws_from_zero_latents(models):
+    """The control synth3d_nolatent: each CT is the decoder's output for a zero latent (the
+    prior's mean) over the mask prior; no noise, so no random key changes it."""
+    from xrayfactory.synth3d.model import Synth3D, downsampling, latent_condition, mask_args
+
+    control = Synth3D(models[0], None, device="cpu")
+    cond = training_pair(*_phantom(5.0)[:2], SPEC)[1][None]
+    out = control.generate(cond, sampler=None, steps=None, rng_key=(0, "a"))
+    again = control.generate(cond, sampler=None, steps=None, rng_key=(1, "b"))
+    assert np.array_equal(out, again)
+    c = torch.as_tensor(cond)
+    shape = latent_condition(c, downsampling(control.a)).shape[2:]
+    with torch.no_grad():
+        z = torch.zeros(1, control.a.latent_channels, *shape)
+        decoded = control.ae.decode(z, *mask_args(control.ae, c)) + control.ae.mask_prior(c)
+    np.testing.assert_allclose(out[0], decoded.clamp(0, 1)[0, 0].numpy(), atol=1e-6)
+    full = Synth3D(*models, device="cpu").generate(cond, sampler="ddim", steps=3, rng_key=(0, "a"))
+    assert np.abs(full - out).mean() > 1e-3  # the diffusion model's latents change the CT
+
+
+def test_the_nolatent_control_decodes_the_masks_synth3d_draws(study, models):
+    """sample-synth3d-nolatent deforms the same masks and carries the same landmarks as
+    sample-synth3d (the same random streams); only the CTs differ."""
+    d = study
+    for out, nolatent in ((d / "pair", False), (d / "nolatent", True)):
+        r = _sample(d, models, out, n=2, nolatent=nolatent)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert "synth3d generation: 2/2 volumes" in r.stderr
+    for k in range(2):
+        a, b = (load_ct(d / sub / f"vol{k}_ct.nii.gz") for sub in ("pair", "nolatent"))
+        np.testing.assert_array_equal(a.affine, b.affine)
+        assert not np.array_equal(a.data, b.data)
+        segs = [load_ct(d / sub / f"vol{k}_seg.nii.gz").data for sub in ("pair", "nolatent")]
+        assert np.array_equal(*segs)
+        lms = [(d / sub / f"vol{k}_lm.csv").read_text() for sub in ("pair", "nolatent")]
+        assert lms[0] == lms[1]
+
+
 def test_a_diffusion_model_refuses_an_autoencoder_of_other_subjects(study, models):
     """The fold's subjects come from the workflow; a later stage checks that its autoencoder
     was trained on the same fold and subjects."""
@@ -376,19 +414,20 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(study, models):
     assert a["scale_factor"] == b["scale_factor"]
 
 
-def _sample(d: Path, models, out: Path, n: int = 3):
+def _sample(d: Path, models, out: Path, n: int = 3, *, nolatent: bool = False):
+    """sample-synth3d, or (nolatent) its control's job, which has no diffusion model."""
     out.mkdir(parents=True, exist_ok=True)
     vols = [out / f"vol{k}" for k in range(n)]
     lms = [str(d / f"{s}_lm.csv") for s in ("s1", "s2")]
+    job = ["sample-synth3d-nolatent"] if nolatent else ["sample-synth3d"]
     return xrayfactory_cli(
-        "sample-synth3d",
+        *job,
         *_fold0(d, "ct", "seg"),
         "--landmarks",
         *lms,
         "--autoencoder",
         str(models[0]),
-        "--diffusion",
-        str(models[1]),
+        *([] if nolatent else ["--diffusion", str(models[1])]),
         "--out-ct",
         *[f"{v}_ct.nii.gz" for v in vols],
         "--out-seg",

@@ -73,7 +73,7 @@ def cohort_files(kind):
 def checked_label_groups():
     """Label groups every subject's map must hold: the synth3d bone groups, where an arm
     builds on the synth3d grid (synth3d and its controls)."""
-    if not {"synth3d", "drr_grid", "drr_recon"} & set(config["detector"]["arms"]):
+    if not set(SYNTH3D_GRID_ARMS) & set(config["detector"]["arms"]):
         return {}
     section = config["synth3d"]
     return {group: section["condition"][group] for group in section["bone"]}
@@ -164,23 +164,27 @@ def fold_synth2d_shards(wildcards):
     return synth2d_shards(wildcards.fold, config["detector"]["train_images"])
 
 
-def synth3d_volumes(folds, name):
-    """The generated volumes' files (name: ct.nii.gz, seg.nii.gz, landmarks.csv)."""
+def synth3d_volumes(folds, name, arm="synth3d"):
+    """The generated volumes' files (name: ct.nii.gz, seg.nii.gz, landmarks.csv) of synth3d
+    or its control synth3d_nolatent."""
     return expand(
-        "results/synth3d/fold{fold}/vol{vol}/{name}",
+        "results/{arm}/fold{fold}/vol{vol}/{name}",
+        arm=arm,
         fold=folds,
         vol=range(config["synth3d"]["n_volumes"]),
         name=name,
     )
 
 
-def synth3d_shards(folds, n=None):
-    """Per fold, every volume's parts in volume order (a volume's images stay together)."""
+def synth3d_shards(folds, n=None, arm="synth3d"):
+    """Per fold, every volume's parts in volume order (a volume's images stay together), of
+    synth3d or its control synth3d_nolatent."""
     return expand(
-        "results/imagesets/synth3d/fold{fold}/vol{vol}_part{part}.h5",
+        "results/imagesets/{arm}/fold{fold}/vol{vol}_part{part}.h5",
+        arm=arm,
         fold=folds,
         vol=range(config["synth3d"]["n_volumes"]),
-        part=generated_units("synth3d", n),
+        part=generated_units(arm, n),
     )
 
 
@@ -207,14 +211,14 @@ def arms_training_shards(arms):
 
 def arm_shards(arm, wildcards, n=None):
     """An arm's shards: per subject for real, drr, drr_grid and real_resized, per fold (or all
-    folds) for the generated arms and drr_recon. With a fold wildcard: exactly what that fold
+    folds) for the generated arms, synth3d_nolatent and drr_recon. With a fold wildcard: exactly what that fold
     trains on (a per-subject arm's training subjects; a generated arm's fold, the units holding
     its first `n` images)."""
     folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
     if arm == "synth2d":
         return synth2d_shards(folds, n)
-    if arm == "synth3d":
-        return synth3d_shards(folds, n)
+    if arm in ("synth3d", "synth3d_nolatent"):
+        return synth3d_shards(folds, n, arm)
     if arm == "drr_recon":
         return drr_recon_shards(folds)
     subjects = imageset_subjects(arm)
@@ -274,8 +278,11 @@ ALL_ARMS = (
     "synth2d",
     "drr_grid",
     "drr_recon",
+    "synth3d_nolatent",
     "real_resized",
 )
+# the arms whose images are made on the synth3d model grid
+SYNTH3D_GRID_ARMS = ("synth3d", "drr_grid", "drr_recon", "synth3d_nolatent")
 REALISM_ARMS = ["real", *[arm for arm in ARMS if arm != "real"]]
 try:
     # the detector arms beyond ARMS: the scaling sweep's points and the recipes
@@ -359,10 +366,14 @@ def synth3d_settings(stage):
         return settings(
             synth3d=section, names=config["landmarks"]["names"], labels=config["labels"]
         )
+    # the control synth3d_nolatent samples nothing: only the batch size of its decoder
+    sampler = section["sampler"]
+    if stage == "nolatent":
+        sampler = {"batch_size": sampler["batch_size"]}
     return settings(
         names=config["landmarks"]["names"],
         deformation=config["cohort"]["deformation"],
-        sampler=section["sampler"],
+        sampler=sampler,
         mixed_precision=section["mixed_precision"],
     )
 

@@ -103,17 +103,53 @@ rule sample_synth3d:
         " --settings {params.settings:q} 2> {log}"
 
 
+rule sample_synth3d_nolatent:
+    input:
+        ct=fold_subject_files("ct"),
+        seg=fold_subject_files("segmentation"),
+        landmarks=fold_subject_files("landmarks"),
+        autoencoder=rules.train_synth3d_autoencoder.output,
+    output:
+        ct=synth3d_volumes("{fold}", "ct.nii.gz", "synth3d_nolatent"),
+        seg=synth3d_volumes("{fold}", "seg.nii.gz", "synth3d_nolatent"),
+        landmarks=synth3d_volumes("{fold}", "landmarks.csv", "synth3d_nolatent"),
+    log:
+        "logs/synth3d_nolatent/sample_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/sample_synth3d_nolatent/fold{fold}.tsv"
+    priority: IMAGES_FIRST
+    conda:
+        ENV
+    container:
+        CUDA_IMAGE
+    threads: config["synth3d"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=gpu_request(),
+    params:
+        subjects=fold_training_subject_ids,
+        settings=synth3d_settings("nolatent"),
+    shell:
+        "python -m xrayfactory --threads {threads} sample-synth3d-nolatent"
+        " --fold {wildcards.fold} --subjects {params.subjects} --ct {input.ct}"
+        " --seg {input.seg} --landmarks {input.landmarks} --autoencoder {input.autoencoder}"
+        " --out-ct {output.ct} --out-seg {output.seg} --out-landmarks {output.landmarks}"
+        " --settings {params.settings:q} 2> {log}"
+
+
 rule render_synth3d:
     input:
-        ct="results/synth3d/fold{fold}/vol{vol}/ct.nii.gz",
-        landmarks="results/synth3d/fold{fold}/vol{vol}/landmarks.csv",
+        ct="results/{arm}/fold{fold}/vol{vol}/ct.nii.gz",
+        landmarks="results/{arm}/fold{fold}/vol{vol}/landmarks.csv",
     output:
-        "results/imagesets/synth3d/fold{fold}/vol{vol}_part{part}.h5",
+        "results/imagesets/{arm}/fold{fold}/vol{vol}_part{part}.h5",
     log:
-        "logs/imagesets/synth3d/fold{fold}_vol{vol}_part{part}.log",
+        "logs/imagesets/{arm}/fold{fold}_vol{vol}_part{part}.log",
     benchmark:
-        "results/benchmarks/render_synth3d/fold{fold}_vol{vol}_part{part}.tsv"
+        "results/benchmarks/render_synth3d/{arm}_fold{fold}_vol{vol}_part{part}.tsv"
     wildcard_constraints:
+        arm="synth3d|synth3d_nolatent",
         vol=r"\d+",
         part=r"\d+",
     priority: IMAGES_FIRST
@@ -129,7 +165,7 @@ rule render_synth3d:
     params:
         settings=render_settings("drr"),
     shell:
-        "python -m xrayfactory --threads {threads} render-synth3d"
+        "python -m xrayfactory --threads {threads} render-synth3d --arm {wildcards.arm}"
         " --fold {wildcards.fold} --volume {wildcards.vol} --part {wildcards.part}"
         " --ct {input.ct} --landmarks {input.landmarks} --out {output}"
         " --settings {params.settings:q} 2> {log}"

@@ -55,8 +55,8 @@ def sample_synth3d(a: argparse.Namespace) -> None:
     plan = SamplingPlan(
         names=s["names"],
         deformation=DeformationParams(**s["deformation"]),
-        kind=s["sampler"]["kind"],
-        steps=s["sampler"]["steps"],
+        kind=s["sampler"].get("kind"),  # none for synth3d_nolatent, which samples nothing
+        steps=s["sampler"].get("steps"),
         batch_size=s["sampler"]["batch_size"],
         mixed_precision=s["mixed_precision"],
         seed=s["seed"],
@@ -82,7 +82,7 @@ def _render(s: dict):
 def render_synth3d(a: argparse.Namespace) -> None:
     from xrayfactory.synth3d.jobs import render_synth3d as job
 
-    job(a.fold, a.volume, a.part, a.ct, a.landmarks, a.out, *_render(a.settings))
+    job(a.arm, a.fold, a.volume, a.part, a.ct, a.landmarks, a.out, *_render(a.settings))
 
 
 def render_drr_grid(a: argparse.Namespace) -> None:
@@ -152,15 +152,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(handler=train_synth3d_diffusion)
 
-    p = sub.add_parser("sample-synth3d", help="generated CTs for deformed training masks")
-    _fold_args(p, landmarks=True)
-    p.add_argument("--autoencoder", required=True)
-    p.add_argument("--diffusion", required=True)
-    for flag in ("--out-ct", "--out-seg", "--out-landmarks"):
-        p.add_argument(flag, nargs="+", required=True)
-    p.set_defaults(handler=sample_synth3d)
+    for name, help in (
+        ("sample-synth3d", "generated CTs for deformed training masks"),
+        ("sample-synth3d-nolatent", "control synth3d_nolatent: the same masks, decoder alone"),
+    ):
+        p = sub.add_parser(name, help=help)
+        _fold_args(p, landmarks=True)
+        p.add_argument("--autoencoder", required=True)
+        if name == "sample-synth3d":
+            p.add_argument("--diffusion", required=True)
+        for flag in ("--out-ct", "--out-seg", "--out-landmarks"):
+            p.add_argument(flag, nargs="+", required=True)
+        p.set_defaults(handler=sample_synth3d, diffusion=None)
 
     p = sub.add_parser("render-synth3d", help="one part of the DRRs of one generated CT")
+    p.add_argument("--arm", choices=["synth3d", "synth3d_nolatent"], required=True)
     for flag in ("--fold", "--volume", "--part"):
         p.add_argument(flag, type=int, required=True)
     for flag in ("--ct", "--landmarks", "--out"):

@@ -11,10 +11,16 @@ from xrayfactory.core.rng import rng_for
 from xrayfactory.imaging.imageset import DATASETS, ImageSet, concatenate, read_imageset
 
 # arms made per fold, to order: their training sets take images in the order they were made
-GENERATED = ("synth2d", "synth3d")
+GENERATED = ("synth2d", "synth3d", "synth3d_nolatent")
 # a control draws its parent arm's images (the same ids), so that it differs from that arm only
-# in what it isolates: the synth3d grid or autoencoder (drr), the synth2d image size (real)
-SELECTS_AS = {"drr_grid": "drr", "drr_recon": "drr", "real_resized": "real"}
+# in what it isolates: the synth3d grid or autoencoder (drr), the synth2d image size (real),
+# the latent diffusion model (synth3d)
+SELECTS_AS = {
+    "drr_grid": "drr",
+    "drr_recon": "drr",
+    "real_resized": "real",
+    "synth3d_nolatent": "synth3d",
+}
 
 
 def subset(s: ImageSet, idx: np.ndarray) -> ImageSet:

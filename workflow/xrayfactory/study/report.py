@@ -34,6 +34,7 @@ ARM_ORDER = [
     "drr",
     "drr_grid",
     "drr_recon",
+    "synth3d_nolatent",
     "synth3d",
     "real_resized",
     "synth2d",

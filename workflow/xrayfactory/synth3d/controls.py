@@ -9,8 +9,10 @@ applies one of those (synth2d's control is `synth2d.controls`):
 * `drr_recon`: DRRs of the fold's autoencoder reconstructions of those CTs (grid, window and
   autoencoder), with the `drr` arm's views;
 
-and `latent_use` says whether the autoencoder's decoder reads its latent at all: if it does not,
-the latent diffusion model cannot change what the generator draws.
+beside them `synth3d_nolatent` keeps synth3d's deformed masks and views and removes the latent
+diffusion model: the decoder draws each CT from a zero latent (model.Synth3D without a
+diffusion model). And `latent_use` says whether the autoencoder's decoder reads its latent at
+all: if it does not, the latent diffusion model cannot change what the generator draws.
 """
 
 from __future__ import annotations

@@ -130,12 +130,13 @@ def train_synth3d_diffusion(
 
 @dataclass(frozen=True)
 class SamplingPlan:
-    """How generated CTs are drawn: deformation of the training masks, sampler, precision."""
+    """How generated CTs are drawn: deformation of the training masks, sampler (none for the
+    decoder alone), precision."""
 
     names: list[str]
     deformation: DeformationParams
-    kind: str
-    steps: int
+    kind: str | None
+    steps: int | None
     batch_size: int
     mixed_precision: bool
     seed: int
@@ -144,13 +145,14 @@ class SamplingPlan:
 def sample_synth3d(
     data: FoldCTs,
     autoencoder: PathLike,
-    diffusion: PathLike,
+    diffusion: PathLike | None,
     plan: SamplingPlan,
     out: tuple[list[str], list[str], list[str]],
     device: str,
 ) -> None:
     """Generated CTs for deformed training masks: CT, label map and carried landmarks files
-    `out` (three lists, one entry per volume)."""
+    `out` (three lists, one entry per volume). Without `diffusion`, the control
+    `synth3d_nolatent`: the same masks (the same random streams) through the decoder alone."""
     model = Synth3D(autoencoder, diffusion, device=device)
     if model.meta.get("fold") != data.fold:
         raise InputError(autoencoder, f"trained for fold {model.meta.get('fold')}, not {data.fold}")
@@ -186,7 +188,14 @@ def sample_synth3d(
             log.info("volume %d from %s's deformed mask -> %s", k, m.source, out_ct[k])
 
 
+GENERATORS = {
+    "synth3d": "synth3d latent diffusion CT + {drr}",
+    "synth3d_nolatent": "synth3d decoder CT from its mask (zero latent, no diffusion) + {drr}",
+}
+
+
 def render_synth3d(
+    arm: str,
     fold: int,
     volume: int,
     part: int,
@@ -197,18 +206,19 @@ def render_synth3d(
     drr: dict,
     device: str,
 ) -> None:
-    """Part `part` of the DRRs of one generated CT: the `drr` arm's renderer, view ranges and
-    image count, views from the part's own random stream (a part never changes when more are
-    made)."""
+    """Part `part` of the DRRs of one generated CT of `arm` (synth3d or synth3d_nolatent): the
+    `drr` arm's renderer, view ranges and image count, views from the part's own random stream
+    (a part never changes when more are made). Both arms name a volume alike and draw the same
+    views of it, so the control's images have synth3d's ids."""
     subject = f"synth3d-f{fold}-v{volume}"
     ct_volume = load_ct(ct)
     attrs = {
-        "generator": "synth3d latent diffusion CT + {drr}",
+        "generator": GENERATORS[arm],
         "fold": fold,
         "trained_on": "the fold's training CTs",
     }
     result = drr_imageset(
-        "synth3d",
+        arm,
         subject,
         ct_volume,
         load_landmarks(landmarks, plan.names, ct_volume),

@@ -437,12 +437,23 @@ def train_diffusion(
 
 
 class Synth3D:
-    """A trained autoencoder + latent UNet pair that turns mask conditions into CTs."""
+    """A trained autoencoder + latent UNet pair that turns mask conditions into CTs; without a
+    diffusion model, the decoder alone (every latent at zero, the prior's mean): the control
+    `synth3d_nolatent`."""
 
     def __init__(
-        self, autoencoder: str | os.PathLike, diffusion: str | os.PathLike, *, device: str = "auto"
+        self,
+        autoencoder: str | os.PathLike,
+        diffusion: str | os.PathLike | None,
+        *,
+        device: str = "auto",
     ):
         self.ae, self.scale, self.spec, self.a, self.meta = load_autoencoder(autoencoder)
+        self.device = pick_device(device)
+        self.ae.to(self.device)
+        self.unet = None
+        if diffusion is None:
+            return
         ckpt = load_final(diffusion, "synth3d diffusion", {"model", "diffusion", "n_condition"})
         if ckpt["n_condition"] != len(self.spec.channels):
             raise InputError(
@@ -451,17 +462,15 @@ class Synth3D:
                 f"has {len(self.spec.channels)}",
             )
         self.d = _fields(DiffusionSettings, ckpt["diffusion"])
-        self.device = pick_device(device)
         self.unet = restore(build_unet(self.a, self.d, ckpt["n_condition"]), ckpt, self.device)
-        self.ae.to(self.device)
 
     @torch.no_grad()
     def generate(
         self,
         conditions: np.ndarray,
         *,
-        sampler: str,
-        steps: int,
+        sampler: str | None,
+        steps: int | None,
         rng_key: tuple,
         batch_size: int = 2,
         mixed_precision: bool = True,
@@ -469,34 +478,54 @@ class Synth3D:
     ) -> np.ndarray:
         """(N, C, *shape) conditions -> (N, *shape) normalised CTs in [0, 1]; volume i's noise
         comes from `rng_key` + (i,): the same key, conditions and batch size give the same
-        volumes."""
+        volumes. Without a diffusion model the decoder draws each from a zero latent."""
         f = downsampling(self.a)
-        inferer = LatentDiffusionInferer(noise_schedule(self.d), scale_factor=self.scale)
         out = []
         for b, start in enumerate(range(0, len(conditions), batch_size)):
             cond = torch.as_tensor(conditions[start : start + batch_size], dtype=torch.float32)
             c = latent_condition(cond, f)
-            shape = (self.a.latent_channels, *c.shape[2:])
-            noise = torch.stack(
-                [
-                    torch.randn(shape, generator=_generator(rng_for(*rng_key, start + i)))
-                    for i in range(len(c))
-                ]
-            )
-            torch.manual_seed(int(rng_for(*rng_key, "ddpm", b).integers(2**62)))  # DDPM's noise
-            with _autocast(self.device, mixed_precision):
-                x = inferer.sample(
-                    input_noise=noise.to(self.device),
-                    autoencoder_model=self.ae,
-                    diffusion_model=self.unet,
-                    scheduler=make_sampler(sampler, steps, self.d),
-                    conditioning=c.to(self.device),
-                    mode="concat",
-                    verbose=False,
-                    seg=cond.to(self.device),  # read by a SPADE decoder only
+            if self.unet is None:  # the decoder alone, every latent at the prior's mean
+                z = torch.zeros(len(c), self.a.latent_channels, *c.shape[2:], device=self.device)
+                with _autocast(self.device, mixed_precision):
+                    x = self.ae.decode(z, *mask_args(self.ae, cond.to(self.device)))
+            else:
+                torch.manual_seed(int(rng_for(*rng_key, "ddpm", b).integers(2**62)))  # DDPM's
+                x = self._sample(
+                    cond,
+                    c,
+                    sampler,
+                    steps,
+                    [rng_for(*rng_key, start + i) for i in range(len(c))],
+                    mixed_precision,
                 )
             x = x.float() + self.ae.mask_prior(cond.to(self.device))
             out.append(x.clamp(0, 1)[:, 0].cpu().numpy())
             if progress is not None:
                 progress.update(len(c))
         return np.concatenate(out)
+
+    def _sample(
+        self,
+        cond: torch.Tensor,
+        c: torch.Tensor,
+        sampler: str,
+        steps: int,
+        rngs: list[np.random.Generator],
+        mixed_precision: bool,
+    ) -> torch.Tensor:
+        """One batch of the latent diffusion model's samples for full-resolution conditions
+        `cond` (`c` on the latent grid), decoded; each volume's starting noise from its rng."""
+        inferer = LatentDiffusionInferer(noise_schedule(self.d), scale_factor=self.scale)
+        shape = (self.a.latent_channels, *c.shape[2:])
+        noise = torch.stack([torch.randn(shape, generator=_generator(r)) for r in rngs])
+        with _autocast(self.device, mixed_precision):
+            return inferer.sample(
+                input_noise=noise.to(self.device),
+                autoencoder_model=self.ae,
+                diffusion_model=self.unet,
+                scheduler=make_sampler(sampler, steps, self.d),
+                conditioning=c.to(self.device),
+                mode="concat",
+                verbose=False,
+                seg=cond.to(self.device),  # read by a SPADE decoder only
+            )
