@@ -278,6 +278,16 @@ def test_tiny_study_end_to_end_then_user_sheet(tiny_study, tmp_path):
         "proxy-real (demo acquisition model); subjects are deformations of one CT, "
         "not independent patients"
     }
+    steps = pd.read_csv(res / "report" / "control_steps.csv")
+    assert list(zip(steps["from"], steps.to, strict=True)) == [
+        ("drr", "drr_grid"),
+        ("drr_grid", "drr_recon"),
+        ("drr_recon", "synth3d_nolatent"),
+        ("synth3d_nolatent", "synth3d"),
+        ("real", "real_resized"),
+        ("real_resized", "synth2d"),
+    ]
+    assert steps.diff_mean_mm.notna().all() and (steps.paired_n > 0).all()
     per_fold = pd.read_csv(res / "report" / "per_fold.csv")
     assert per_fold.fold.tolist() == [0, 1] * len(metrics) and (per_fold.n_images == 3).all()
     for name in (

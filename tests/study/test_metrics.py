@@ -9,6 +9,7 @@ from xrayfactory.study.metrics import cells, paired_vs, per_fold, summary
 from xrayfactory.study.report import (
     StatsSettings,
     _markdown,
+    control_steps,
     cumulative_curve,
     metrics_table,
     scaling_table,
@@ -99,6 +100,33 @@ def test_paired_comparison_detects_a_consistent_difference():
     assert p["wilcoxon_p"] < 1e-4
     assert p["diff_ci95_low_mm"] <= 2.0 <= p["diff_ci95_high_mm"]
     assert p["detection_rate_diff"] == 0.0
+
+
+def test_control_steps_pair_each_arm_with_the_one_before_it_in_its_chain():
+    """A step of a generator's chain is the later arm minus the earlier on the same cells; a
+    step over a control the study lacks adds both steps' changes."""
+    base = np.random.default_rng(5).uniform(1, 5, 40)
+    px = {"real": 0, "real_resized": 0.5, "synth2d": 3, "drr": 1, "drr_grid": 2, "synth3d": 6}
+    df = with_errors(pd.concat([_rows(arm, (base + o).tolist()) for arm, o in px.items()]))
+    stats = StatsSettings(thresholds_mm=T, n_boot=200, min_subject_clusters=20)
+    steps = control_steps(cells(df, T), stats)
+    assert list(zip(steps["from"], steps.to, strict=True)) == [
+        ("drr", "drr_grid"),
+        ("drr_grid", "synth3d"),
+        ("real", "real_resized"),
+        ("real_resized", "synth2d"),
+    ]
+    np.testing.assert_allclose(steps.diff_mean_mm, [2.0, 8.0, 1.0, 5.0])  # 2 mm per px
+    assert (steps.diff_ci95_low_mm <= steps.diff_mean_mm + 1e-9).all()
+    assert steps.adds.tolist() == [
+        "synth3d grid and HU window",
+        "autoencoder reconstruction + new (deformed) masks through the decoder alone"
+        " + latent diffusion model",
+        "synth2d image size",
+        "2D diffusion model",
+    ]
+    alone = control_steps(cells(df[df.arm.isin(["real", "synth3d"])], T), stats)
+    assert alone.empty and alone.columns.tolist() == ["from", "to", "adds"]
 
 
 def test_an_arm_that_misses_hard_landmarks_does_not_look_more_accurate():

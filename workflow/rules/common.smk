@@ -211,9 +211,9 @@ def arms_training_shards(arms):
 
 def arm_shards(arm, wildcards, n=None):
     """An arm's shards: per subject for real, drr, drr_grid and real_resized, per fold (or all
-    folds) for the generated arms, synth3d_nolatent and drr_recon. With a fold wildcard: exactly what that fold
-    trains on (a per-subject arm's training subjects; a generated arm's fold, the units holding
-    its first `n` images)."""
+    folds) for the generated arms, synth3d_nolatent and drr_recon. With a fold wildcard: exactly
+    what that fold trains on (a per-subject arm's training subjects; a generated arm's fold, the
+    units holding its first `n` images)."""
     folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
     if arm == "synth2d":
         return synth2d_shards(folds, n)

@@ -55,6 +55,12 @@ rule report:
             category="Study",
             labels={"type": "table", "name": "per fold"},
         ),
+        control_steps=report(
+            "results/report/control_steps.csv",
+            caption="../report/control_steps.rst",
+            category="Study",
+            labels={"type": "table", "name": "generator steps and controls"},
+        ),
         per_landmark=report(
             "results/report/per_landmark.csv",
             caption="../report/per_landmark.rst",

@@ -41,6 +41,24 @@ ARM_ORDER = [
 ]
 
 
+# each generator's path from the real data it starts from, one control per step, with what
+# the step adds; a step over controls the study lacks adds theirs together
+CHAINS = (
+    (
+        ("drr", ""),
+        ("drr_grid", "synth3d grid and HU window"),
+        ("drr_recon", "autoencoder reconstruction"),
+        ("synth3d_nolatent", "new (deformed) masks through the decoder alone"),
+        ("synth3d", "latent diffusion model"),
+    ),
+    (
+        ("real", ""),
+        ("real_resized", "synth2d image size"),
+        ("synth2d", "2D diffusion model"),
+    ),
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class StatsSettings:
     """How the report summarises (config section `evaluation`)."""
@@ -102,6 +120,26 @@ def metrics_table(
     if "paired_n" in table:  # a count, empty where there is no comparison
         table["paired_n"] = table.paired_n.astype("Int64")
     return table
+
+
+def control_steps(c: pd.DataFrame, stats: StatsSettings) -> pd.DataFrame:
+    """Each step of a generator's chain (CHAINS) between arms the study has: the later arm
+    minus the earlier on the same cells (metrics.paired_vs), and what the step `adds`."""
+    unit = cluster_unit(c, stats.min_subject_clusters)
+    arms = set(c.arm)
+    rows = []
+    for chain in CHAINS:
+        before, adds = None, []
+        for arm, what in chain:
+            if before is not None:
+                adds.append(what)
+            if arm not in arms:
+                continue
+            if before is not None:
+                paired = paired_vs(c, arm, before, stats.thresholds_mm, unit, n_boot=stats.n_boot)
+                rows.append({"from": before, "to": arm, "adds": " + ".join(adds), **paired})
+            before, adds = arm, []
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["from", "to", "adds"])
 
 
 def _fmt(v: object) -> str:
@@ -174,8 +212,8 @@ def write_report(
     cohort_source: str,
     training_sets: dict[str, dict[str, int]],
 ) -> pd.DataFrame:
-    """metrics.csv/.md/.tex, per_fold.csv, per_landmark.csv, scaling.csv and figures under
-    `out_dir` (`training_sets`: each detector arm's images per source)."""
+    """metrics.csv/.md/.tex, per_fold.csv, control_steps.csv, per_landmark.csv, scaling.csv and
+    figures under `out_dir` (`training_sets`: each detector arm's images per source)."""
     out = Path(out_dir)
     df = with_errors(pd.concat([pd.read_csv(p) for p in predictions], ignore_index=True))
     c = cells(df, stats.thresholds_mm)
@@ -221,6 +259,10 @@ def write_report(
     folds["test_data"] = provenance
     with atomic_path(out / "per_fold.csv") as tmp:
         folds.to_csv(tmp, index=False)
+    steps = control_steps(c, stats)
+    steps["test_data"] = provenance
+    with atomic_path(out / "control_steps.csv") as tmp:
+        steps.to_csv(tmp, index=False)
     lm = per_landmark(c)
     lm["test_data"] = provenance
     with atomic_path(out / "per_landmark.csv") as tmp:
