@@ -382,6 +382,34 @@ def test_the_nolatent_control_decodes_the_masks_synth3d_draws(study, models):
         assert lms[0] == lms[1]
 
 
+def test_a_landmark_beyond_the_model_grid_stops_sampling_naming_the_key(models, tmp_path):
+    """A generated CT holds nothing beyond the model grid: a carried landmark there stops the
+    job before it writes any volume, with the config key to change."""
+    ct, seg, lm = _phantom(0.0, shape=(40, 32, 32))  # 200 mm wide, the model grid 160 mm
+    lm["organ"] = np.array([95.0, 0.0, 0.0])  # in the CT, 15 mm beyond the grid
+    save_nifti(tmp_path / "ct.nii.gz", ct.data.astype(np.int16), ct.affine)
+    save_nifti(tmp_path / "seg.nii.gz", seg.data.astype(np.uint8), seg.affine)
+    save_landmarks(tmp_path / "lm.csv", lm)
+    vols = [tmp_path / "out" / f"vol{k}" for k in range(2)]
+    twice = {kind: [str(tmp_path / f"{kind}.nii.gz")] * 2 for kind in ("ct", "seg")}
+    r = xrayfactory_cli(
+        "sample-synth3d-nolatent",
+        *("--fold", "0", "--subjects", "s1", "s2", "--ct", *twice["ct"], "--seg", *twice["seg"]),
+        *("--landmarks", str(tmp_path / "lm.csv"), str(tmp_path / "lm.csv")),
+        *("--autoencoder", str(models[0]), "--settings", json.dumps(SAMPLING)),
+        *("--out-ct", *[f"{v}_ct.nii.gz" for v in vols]),
+        *("--out-seg", *[f"{v}_seg.nii.gz" for v in vols]),
+        *("--out-landmarks", *[f"{v}_lm.csv" for v in vols]),
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (
+        "error: synth3d.shape: the model grid (160 x 160 x 160 mm, centred on each CT) does not "
+        "hold the carried landmarks of volume 0 (s1's deformed mask): organ; volume 1 (s2's "
+        "deformed mask): organ; enlarge synth3d.shape or synth3d.spacing_mm"
+    ) in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_diffusion_model_refuses_an_autoencoder_of_other_subjects(study, models):
     """The fold's subjects come from the workflow; a later stage checks that its autoencoder
     was trained on the same fold and subjects."""

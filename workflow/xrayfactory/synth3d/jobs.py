@@ -25,6 +25,7 @@ from xrayfactory.imaging.render import ViewPlan, drr_imageset
 from xrayfactory.synth3d.controls import latent_use, on_model_grid, reconstructed
 from xrayfactory.synth3d.ctgrid import (
     GridSpec,
+    NewMask,
     condition,
     deformed_mask,
     resample,
@@ -142,6 +143,25 @@ class SamplingPlan:
     seed: int
 
 
+def landmarks_on_grid(masks: list[NewMask], spec: GridSpec) -> None:
+    """An InputError naming `synth3d.shape` unless every carried landmark of the deformed masks
+    lies on the model grid: a generated CT holds nothing beyond it, so the landmark would label
+    anatomy the CT lacks (and its DRRs could not be rendered)."""
+    problems = []
+    for k, m in enumerate(masks):
+        grid = Volume(m.seg, m.affine)
+        outside = [name for name, p in m.landmarks.items() if not grid.contains(p)[0]]
+        if outside:
+            problems.append(f"volume {k} ({m.source}'s deformed mask): {', '.join(outside)}")
+    if problems:
+        extent = " x ".join(f"{n * spec.spacing_mm:g}" for n in spec.shape)
+        raise InputError(
+            "synth3d.shape",
+            f"the model grid ({extent} mm, centred on each CT) does not hold the carried "
+            f"landmarks of {'; '.join(problems)}; enlarge synth3d.shape or synth3d.spacing_mm",
+        )
+
+
 def sample_synth3d(
     data: FoldCTs,
     autoencoder: PathLike,
@@ -162,25 +182,27 @@ def sample_synth3d(
         sources.append((ct, seg, load_landmarks(data.landmarks[i], plan.names, ct)))
     out_ct, out_seg, out_landmarks = out
     n = len(out_ct)
+    masks = []
+    for k in range(n):
+        i = k % len(data.subjects)
+        rng = rng_for(plan.seed, "synth3d-mask", data.fold, k)
+        masks.append(
+            deformed_mask(data.subjects[i], *sources[i], model.spec, plan.deformation, rng)
+        )
+    landmarks_on_grid(masks, model.spec)
     progress = Progress(n, "synth3d generation", unit="volumes", interval=0)
     for start in range(0, n, plan.batch_size):
-        masks = []
-        for k in range(start, min(n, start + plan.batch_size)):
-            i = k % len(data.subjects)
-            rng = rng_for(plan.seed, "synth3d-mask", data.fold, k)
-            masks.append(
-                deformed_mask(data.subjects[i], *sources[i], model.spec, plan.deformation, rng)
-            )
+        batch = masks[start : start + plan.batch_size]
         volumes = model.generate(
-            np.stack([m.condition for m in masks]),
+            np.stack([m.condition for m in batch]),
             sampler=plan.kind,
             steps=plan.steps,
             rng_key=(plan.seed, "synth3d", data.fold, start),
-            batch_size=len(masks),
+            batch_size=len(batch),
             mixed_precision=plan.mixed_precision,
             progress=progress,
         )
-        for k, (m, x) in enumerate(zip(masks, volumes, strict=True), start):
+        for k, (m, x) in enumerate(zip(batch, volumes, strict=True), start):
             hu = np.round(to_hu(x, model.spec)).astype(np.int16)
             save_nifti(out_ct[k], hu, m.affine)
             save_nifti(out_seg[k], m.seg, m.affine)
