@@ -217,7 +217,7 @@ def arm_shards(arm, wildcards, n=None):
     folds = wildcards.fold if hasattr(wildcards, "fold") else FOLD_IDS
     if arm == "synth2d":
         return synth2d_shards(folds, n)
-    if arm in ("synth3d", "synth3d_nolatent"):
+    if arm in SYNTH3D_VOLUME_ARMS:
         return synth3d_shards(folds, n, arm)
     if arm == "drr_recon":
         return drr_recon_shards(folds)
@@ -281,8 +281,10 @@ ALL_ARMS = (
     "synth3d_nolatent",
     "real_resized",
 )
-# the arms whose images are made on the synth3d model grid
-SYNTH3D_GRID_ARMS = ("synth3d", "drr_grid", "drr_recon", "synth3d_nolatent")
+# the arms that render generated CTs (results/<arm>/fold<f>/vol<k>/), and all whose images are
+# made on the synth3d model grid
+SYNTH3D_VOLUME_ARMS = ("synth3d", "synth3d_nolatent")
+SYNTH3D_GRID_ARMS = (*SYNTH3D_VOLUME_ARMS, "drr_grid", "drr_recon")
 REALISM_ARMS = ["real", *[arm for arm in ARMS if arm != "real"]]
 try:
     # the detector arms beyond ARMS: the scaling sweep's points and the recipes

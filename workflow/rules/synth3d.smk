@@ -149,7 +149,7 @@ rule render_synth3d:
     benchmark:
         "results/benchmarks/render_synth3d/{arm}_fold{fold}_vol{vol}_part{part}.tsv"
     wildcard_constraints:
-        arm="synth3d|synth3d_nolatent",
+        arm="|".join(SYNTH3D_VOLUME_ARMS),
         vol=r"\d+",
         part=r"\d+",
     priority: IMAGES_FIRST
