@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
-from tests.conftest import REPO, sigterm_after_checkpoint, sphere_volume, xrayfactory_cli
+from tests.conftest import CT_PATH, REPO, sigterm_after_checkpoint, sphere_volume, xrayfactory_cli
 from xrayfactory.cohort.deform import DeformationParams
 from xrayfactory.cohort.landmarks import load_landmarks, save_landmarks
 from xrayfactory.cohort.volumes import Volume, load_ct, load_segmentation, save_nifti
@@ -408,6 +409,26 @@ def test_a_landmark_beyond_the_model_grid_stops_sampling_naming_the_key(models, 
         "deformed mask): organ; enlarge synth3d.shape or synth3d.spacing_mm"
     ) in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_demo_grid_holds_the_whole_demo_ct():
+    """The demo's model grid (config/config.yaml, centred on each CT) holds the whole demo CT: a
+    grid 320 mm long on the 336 mm CT lost a deformed symphysis landmark with `seed: 1`."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate_config(config, SCHEMA)
+    spec = grid_spec(config["synth3d"])
+    ct = load_ct(CT_PATH)
+    grid = Volume(np.zeros(spec.shape, np.float32), model_affine(ct, spec))
+    corners = np.array(
+        [
+            [i, j, k]
+            for i in (-0.5, ct.shape[0] - 0.5)
+            for j in (-0.5, ct.shape[1] - 0.5)
+            for k in (-0.5, ct.shape[2] - 0.5)
+        ]
+    )
+    world = corners @ ct.affine[:3, :3].T + ct.affine[:3, 3]
+    assert grid.contains(world).all()
 
 
 def test_a_diffusion_model_refuses_an_autoencoder_of_other_subjects(study, models):
