@@ -598,6 +598,26 @@ def test_gpu_training_with_bf16_and_activation_checkpointing(study, tmp_path):
     assert np.isfinite(torch.load(out, weights_only=True)["scale_factor"])
 
 
+@pytest.mark.parametrize("n_steps", [1, 2, 9, 10, 11, 40, 1000])
+def test_the_one_cycle_schedule_runs_any_step_count_up_and_down(n_steps):
+    """10 steps made torch's OneCycleLR divide by zero at its first step (warm-up of 10%)."""
+    from xrayfactory.synth3d.model import one_cycle
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = one_cycle(opt, 1e-3, n_steps)
+    rates = [opt.param_groups[0]["lr"]]
+    for _ in range(n_steps - 1):
+        opt.step()
+        sched.step()
+        rates.append(opt.param_groups[0]["lr"])
+    peak = int(np.argmax(rates))
+    assert max(rates) <= 1e-3 + 1e-12
+    if n_steps > 1:  # decays to a small fraction of the peak
+        assert rates[-1] < rates[peak] / 100
+    if n_steps >= 40:  # the peak after 10% of the steps
+        assert peak == round(0.1 * n_steps) - 1 and rates[peak] == pytest.approx(1e-3)
+
+
 @pytest.mark.parametrize("kind", ["ddpm", "ddim"])
 def test_samplers_do_not_clip_unit_variance_latents(kind):
     """Latents are scaled to unit variance: a predicted latent of 3 must stay 3 (MONAI's DDPM

@@ -234,6 +234,18 @@ def _generator(rng: np.random.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(rng.integers(2**62)))
 
 
+def one_cycle(
+    opt: torch.optim.Optimizer, learning_rate: float, n_steps: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The one-cycle schedule of `n_steps`: 10% warm-up to `learning_rate`, cosine decay.
+    torch's OneCycleLR divides by zero where 10% of the steps is exactly one (10 steps, found
+    by the GPU check): there it warms up over 20%."""
+    warm_up = 0.2 if n_steps == 10 else 0.1
+    return torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=learning_rate, total_steps=n_steps, pct_start=warm_up
+    )
+
+
 def _fit(
     net: torch.nn.Module,
     n_steps: int,
@@ -248,9 +260,7 @@ def _fit(
     warm-up to `learning_rate`, cosine decay), so the last weights are not a high-rate draw
     (core.training: resumable when `key` matches); the run, for its final checkpoint."""
     opt = torch.optim.Adam(net.parameters(), lr=learning_rate, fused=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=learning_rate, total_steps=n_steps, pct_start=0.1
-    )
+    sched = one_cycle(opt, learning_rate, n_steps)
     states = {"model": net, "optimizer": opt, "schedule": sched}
     run = TrainingRun(out, key, what, n_steps, r.checkpoint_every, states)
     run.fit(net, lambda step: optimiser_step(opt, loss_at(step), sched))
