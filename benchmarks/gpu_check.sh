@@ -8,8 +8,8 @@
 #       machine with its own PyTorch): installs DIR/wheels without their dependencies into a
 #       folder on PYTHONPATH, reads X-ray spectra from DIR/cache and runs the package from this
 #       checkout; DIR made by benchmarks/gpu_bundle.py (no deepdrr: its stack is too large)
-# Then it runs, each timed and stopped after --limit seconds (default 120): the GPU tests
-# (pytest -m gpu), the DRR throughput benchmark on CUDA, benchmarks/paper_cost.py at the paper
+# Then it runs, each timed and stopped after --limit seconds (default 120; twice that for the
+# GPU tests, which compile and train networks): the GPU tests (pytest -m gpu), the DRR throughput benchmark on CUDA, benchmarks/paper_cost.py at the paper
 # configuration's sizes (the trainers' bf16 autocast and torch.compile steps as configured), and
 # a synth3d generation at 256 x 256 x 128 with its peak GPU memory. Writes
 # benchmarks/out/gpu_check/table.md (a summary row per check, then each check's own table) and
@@ -59,15 +59,17 @@ if [ -n "$bundle" ]; then
 fi
 export XRAYFACTORY_SHARED="$shared"
 if [ "$device" = cuda ]; then
-    paper=(--config config/deepfluoro.yaml)
+    paper=(--config config/deepfluoro.yaml --steps 20)
     large=(--large 256 256 128)
     drr=(--rows 128 256 --views 32)
     limit=${limit:-120}
+    test_limit=$((2 * limit))  # the tests compile networks (torch.compile) and train
 else
     paper=(--config config/config.yaml --steps 1)
     large=(--large 32 32 32)
     drr=(--ct "$ct" --rows 32 --views 2)
     limit=${limit:-900}
+    test_limit=$limit
 fi
 mkdir -p "$out"
 table="$out/table.md"
@@ -80,14 +82,14 @@ gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name() if torch.cuda
 } > "$table"
 failed=0
 names=()
-check() {  # check NAME COMMAND...: run (at most $limit s), time, log, add a row
-    local name=$1 start=$SECONDS status=passed rc=0
-    shift
+check() {  # check NAME LIMIT COMMAND...: run (at most LIMIT s), time, log, add a row
+    local name=$1 most=$2 start=$SECONDS status=passed rc=0
+    shift 2
     names+=("$name")
     echo "== $name" >&2
-    timeout "$limit" "$@" > "$out/$name.log" 2>&1 || rc=$?
+    timeout "$most" "$@" > "$out/$name.log" 2>&1 || rc=$?
     if [ "$rc" = 124 ]; then
-        status="STOPPED after $limit s"
+        status="STOPPED after $most s"
     elif [ "$rc" != 0 ]; then
         status=FAILED
     fi
@@ -98,10 +100,11 @@ check() {  # check NAME COMMAND...: run (at most $limit s), time, log, add a row
     echo "| $name | $status | $((SECONDS - start)) |" >> "$table"
 }
 mapfile -t gpu_tests < <(grep -rl "pytest.mark.gpu" tests | sort)
-check gpu-tests python3 -m pytest -m gpu -rs -q -p no:cacheprovider "${gpu_tests[@]}"
-check drr-throughput python3 benchmarks/drr_throughput.py --device "$device" "${drr[@]}"
-check paper-cost python3 benchmarks/paper_cost.py --device "$device" "${paper[@]}"
-check synth3d-generation python3 benchmarks/synth3d_generation.py --device "$device" "${large[@]}"
+check gpu-tests "$test_limit" python3 -m pytest -m gpu -v -rs --tb=short --durations=0 \
+    -p no:cacheprovider "${gpu_tests[@]}"
+check drr-throughput "$limit" python3 benchmarks/drr_throughput.py --device "$device" "${drr[@]}"
+check paper-cost "$limit" python3 benchmarks/paper_cost.py --device "$device" "${paper[@]}"
+check synth3d-generation "$limit" python3 benchmarks/synth3d_generation.py --device "$device" "${large[@]}"
 for name in "${names[@]}"; do
     { echo; echo "## $name"; echo; echo '```'; grep -v "^\[" "$out/$name.log" | tail -40; echo '```'; } >> "$table"
 done
