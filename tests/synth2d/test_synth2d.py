@@ -241,6 +241,24 @@ def test_gpu_training_with_mixed_precision_and_compile(study, tmp_path):
     assert images.shape == (2, SIZE, SIZE) and np.isfinite(images).all()
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_training_twice_gives_the_same_weights(study, tmp_path):
+    """One seed, one GPU, the same weights: attention's backward (cuDNN) is non-deterministic
+    unless deterministic kernels are asked for (core.device)."""
+    _, shards = study
+    cfg = {**TINY, "attention": True}
+    settings = json.dumps({"seed": 0, "device": "cuda", "synth2d": cfg, "selection": SELECTION})
+    weights = []
+    for name in ("a.pt", "b.pt"):
+        args = _train_args(shards, tmp_path / name)
+        args[args.index("--settings") + 1] = settings
+        r = xrayfactory_cli(*args)
+        assert r.returncode == 0, r.stderr[-2000:]
+        weights.append(torch.load(tmp_path / name, weights_only=True)["model"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 @pytest.mark.parametrize("kind", ["ddpm", "ddim", "dpmsolver++"])
 def test_samplers_start_from_pure_noise_whatever_the_step_count(kind):
     """Sampling starts at the last training timestep (signal scale ~0), as the starting sample

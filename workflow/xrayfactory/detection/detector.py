@@ -136,9 +136,7 @@ def train(
     torch.manual_seed(settings.seed)
     n = len(data.images)
     size, margin, sigma = settings.image_size, settings.margin_px, settings.sigma_px
-    dev = pick_device(device)
-    if dev.type == "cuda":  # CPU kernels of this loop are deterministic; the call imports dynamo
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    dev = pick_device(device, reproducible=True)
     net = build_network(len(names), settings).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, fused=True)
     steps_per_epoch = max(1, n // settings.batch_size)
@@ -200,7 +198,7 @@ class Detector:
             )
         self.settings = DetectorSettings(**s)
         self.meta = ckpt.get("meta", {})
-        self.device = pick_device(device)
+        self.device = pick_device(device, reproducible=True)
         self.net = restore(build_network(len(self.names), self.settings), ckpt, self.device)
 
     def check_compatible(self, names: list[str], image_size: int) -> None:

@@ -170,7 +170,7 @@ def train(
     if images.shape[-1] != s.image_size or images.shape[-2] != s.image_size:
         raise InputError(out, f"images are {tuple(images.shape[-2:])}, expected {s.image_size}")
     torch.manual_seed(s.seed)
-    dev = pick_device(device)
+    dev = pick_device(device, reproducible=True)
     net = build_unet(len(names), s).to(dev)
     forward = torch.compile(net) if s.compile and dev.type == "cuda" else net
     opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate, weight_decay=0.0, fused=True)
@@ -219,7 +219,7 @@ class Synth2D:
         fields["channels"] = tuple(fields["channels"])
         self.settings = Synth2DSettings(**fields)
         self.meta = ckpt.get("meta", {})
-        self.device = pick_device(device)
+        self.device = pick_device(device, reproducible=True)
         self.net = restore(build_unet(len(self.names), self.settings), ckpt, self.device)
 
     @torch.no_grad()

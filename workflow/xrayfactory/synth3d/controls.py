@@ -46,7 +46,7 @@ def reconstructed(
     """The CT on the model grid after a synth3d autoencoder (encode to the latent mean, decode;
     a SPADE decoder reads the CT's own mask condition): what the 3D generator could at best
     reproduce of it."""
-    dev = pick_device(device)
+    dev = pick_device(device, reproducible=True)
     x, cond = (torch.as_tensor(v)[None].to(dev) for v in training_pair(ct, seg, spec))
     rec = reconstruct(autoencoder.to(dev), x, cond)[0, 0].float().cpu().numpy()
     return Volume(to_hu(rec, spec), model_affine(ct, spec))

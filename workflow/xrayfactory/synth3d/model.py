@@ -326,7 +326,7 @@ def train_autoencoder(
         raise InputError("config synth3d.autoencoder.patch", f"{a.patch} exceeds {spec.shape}")
     _divisible("config synth3d.shape and autoencoder.patch", [*spec.shape, *a.patch], a.channels)
     torch.manual_seed(r.seed)
-    dev = pick_device(device)
+    dev = pick_device(device, reproducible=True)
     use_ckpt = r.activation_checkpointing and dev.type == "cuda"
     net = build_autoencoder(a, conditions.shape[1], checkpointing=use_ckpt).to(dev)
     if a.mask_prior:
@@ -413,7 +413,7 @@ def train_diffusion(
     The frozen autoencoder's scaled latent means are computed once (as MAISI does)."""
     ae, scale, spec, a, _ = load_autoencoder(autoencoder)
     torch.manual_seed(r.seed)
-    dev = pick_device(device)
+    dev = pick_device(device, reproducible=True)
     z_all = encode(ae.to(dev), torch.as_tensor(volumes), torch.as_tensor(conditions), scale, dev)
     c_all = latent_condition(torch.as_tensor(conditions), downsampling(a))
     _divisible("config synth3d.shape / the autoencoder's downsampling", z_all.shape[2:], d.channels)
@@ -459,7 +459,7 @@ class Synth3D:
         device: str = "auto",
     ):
         self.ae, self.scale, self.spec, self.a, self.meta = load_autoencoder(autoencoder)
-        self.device = pick_device(device)
+        self.device = pick_device(device, reproducible=True)
         self.ae.to(self.device)
         self.unet = None
         if diffusion is None:
