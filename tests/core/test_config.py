@@ -120,3 +120,26 @@ def test_schemas_are_found_in_the_checkout_and_a_missing_one_is_named():
     assert schema_file("cohort.schema.yaml") == SCHEMA.parent / "cohort.schema.yaml"
     with pytest.raises(InputError, match=r"nothing.yaml: no such schema in .*workflow/schemas"):
         schema_file("nothing.yaml")
+
+
+def _key_paths(section: dict, prefix: tuple = ()) -> set[tuple]:
+    paths = set()
+    for key, value in section.items():
+        if isinstance(value, dict) and value:
+            paths |= _key_paths(value, (*prefix, key))
+        else:
+            paths.add((*prefix, key))
+    return paths
+
+
+def test_the_paper_configuration_sets_again_every_key_the_demo_sets():
+    """Merged over the demo's, the paper configuration must not inherit a demo setting (it
+    inherited the demo's SPADE decoder and mask prior, which the README says it does not use)."""
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    paper = yaml.safe_load((REPO / "config" / "deepfluoro.yaml").read_text())
+    unread = {p for p in _key_paths(demo) if p[0] == "demo_data"}
+    unread |= {("cohort", "n_subjects"), ("split", "n_folds")}  # DeepFluoro: 6 specimens, loso
+    inherited = _key_paths(demo) - _key_paths(paper) - unread
+    assert not inherited, sorted(inherited)
+    assert paper["synth3d"]["autoencoder"]["spade_channels"] == 0
+    assert paper["synth3d"]["autoencoder"]["mask_prior"] is False
