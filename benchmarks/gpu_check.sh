@@ -10,8 +10,9 @@
 #       checkout; DIR made by benchmarks/gpu_bundle.py (no deepdrr: its stack is too large)
 # Then it runs, each timed and stopped after --limit seconds (default 120; twice that for the
 # GPU tests, which compile and train networks): the GPU tests (pytest -m gpu), the DRR
-# throughput benchmark on CUDA, benchmarks/paper_cost.py at the paper configuration's sizes (the trainers' bf16 autocast and torch.compile steps as configured), and
-# a synth3d generation at 256 x 256 x 128 with its peak GPU memory. Writes
+# throughput benchmark on CUDA, benchmarks/paper_cost.py at the paper configuration's sizes
+# (the trainers' bf16 autocast and torch.compile steps as configured), and a synth3d
+# generation at 256 x 256 x 128 with its peak GPU memory. Writes
 # benchmarks/out/gpu_check/table.md (a summary row per check, then each check's own table) and
 # each check's log beside it. --shared DIR: the shared data folder (default ../shared; the demo CT).
 #   bash benchmarks/gpu_check.sh --device cpu     (the test suite's run)
